@@ -1,0 +1,45 @@
+"""Every Redis key this service uses is built here, and only here."""
+
+from __future__ import annotations
+
+import uuid
+
+PREFIX = "axb"
+_TASK_NS = uuid.UUID("6f1c2b0e-6d1e-4f0a-9a53-6a7862696e64")
+
+
+def bind_record(key: str) -> str:
+    """Hash: one bind's request, status, attempts and result (the result store)."""
+    return f"{PREFIX}:bind:{key}"
+
+
+def bind_lease(key: str) -> str:
+    """String: held by the one worker currently attempting ``key``."""
+    return f"{PREFIX}:lease:{key}"
+
+
+def bind_history(key: str) -> str:
+    """List: one JSON entry per attempt of ``key``."""
+    return f"{PREFIX}:hist:{key}"
+
+
+DELAYED = f"{PREFIX}:delayed"  # zset key -> due time (ms): retries and long limiter waits
+DELAYED_CLAIMED = f"{PREFIX}:delayed:claimed"  # zset key -> claim time (ms), until published
+DEAD_LETTERS = f"{PREFIX}:dlq"  # stream of dead letters, never trimmed
+DEAD_LETTER_AUDIT = f"{PREFIX}:dlq:audit"  # stream of purge / replay audit records
+BACKFILL_PREFIX = f"{PREFIX}:backfill"
+
+
+def rate_tat(scope: str) -> str:
+    """String: GCRA theoretical arrival time (µs) for a limiter scope (account or pool)."""
+    return f"{PREFIX}:rl:{{{scope}}}:tat"
+
+
+def rate_penalty(scope: str) -> str:
+    """Hash: the cluster-wide slow-down after the vendor throttled ``scope``."""
+    return f"{PREFIX}:rl:{{{scope}}}:penalty"
+
+
+def task_id_for(key: str, action: str = "bind") -> str:
+    """Celery task id derived from the idempotency key: the same key, the same task id."""
+    return str(uuid.uuid5(_TASK_NS, f"{action}:{key}"))

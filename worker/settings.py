@@ -1,0 +1,86 @@
+"""One settings class for the whole service, read from ``AXB_*`` environment variables.
+
+Units are in the names (``_s``, ``_ms``, ``_qps``). The AccessKey secret is a ``SecretStr``:
+it is never logged, printed or put into any repr.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AXB_", extra="ignore")
+
+    # --- connections -------------------------------------------------------------------------
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    endpoint: str = "https://dyplsapi.aliyuncs.com"
+    access_key_id: str = "test-access-key-id"
+    access_key_secret: SecretStr = SecretStr("test-access-key-secret")
+    signature: Literal["v1", "v3"] = "v3"
+    region_id: str = "cn-hangzhou"
+    connect_timeout_s: float = Field(default=2.0, gt=0)
+    read_timeout_s: float = Field(default=5.0, gt=0)
+    http_pool_size: int = Field(default=100, ge=1)
+
+    # --- pipeline ----------------------------------------------------------------------------
+    queue: str = "axb.bind"
+    rate_limit_qps: float = Field(default=500.0, gt=0)
+    rate_limit_burst: int = Field(default=10, ge=1)
+    # Per-pool limits, e.g. ``FC100000001=50,FC100000002=20``.
+    pool_rate_limits: str = ""
+    max_attempts: int = Field(default=8, ge=1)
+    backoff_initial_s: float = Field(default=0.5, gt=0)
+    backoff_max_s: float = Field(default=30.0, gt=0)
+    no_number_backoff_initial_s: float = Field(default=15.0, gt=0)
+    no_number_backoff_max_s: float = Field(default=300.0, gt=0)
+    # Waits up to this long happen inside the task; longer ones go to the delay queue.
+    inline_wait_max_s: float = Field(default=1.0, ge=0)
+    soft_time_limit_s: float = Field(default=25.0, gt=0)
+    hard_time_limit_s: float = Field(default=30.0, gt=0)
+    visibility_timeout_s: float = Field(default=90.0, gt=0)
+    # An unanswered signed request may be replayed (same nonce) for this long; the vendor
+    # keeps nonces for 15 minutes and rejects timestamps 15 minutes off.
+    replay_window_s: float = Field(default=600.0, gt=0)
+    result_ttl_extra_s: int = Field(default=86_400, ge=0)
+    worker_pool: Literal["threads", "prefork", "solo", "gevent", "eventlet"] = "threads"
+    worker_concurrency: int = Field(default=32, ge=1)
+
+    # --- observability -----------------------------------------------------------------------
+    sentry_dsn: SecretStr | None = None
+    metrics_port: int | None = None
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_has_scheme(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            return "https://" + v
+        return v.rstrip("/")
+
+    def pool_limits(self) -> dict[str, float]:
+        """Parse ``pool_rate_limits`` into ``{pool_key: qps}``."""
+        out: dict[str, float] = {}
+        for part in self.pool_rate_limits.split(","):
+            if not part.strip():
+                continue
+            pool, _, qps = part.partition("=")
+            out[pool.strip()] = float(qps)
+        return out
+
+    def secret(self) -> str:
+        return self.access_key_secret.get_secret_value()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings_cache() -> None:
+    get_settings.cache_clear()

@@ -1,0 +1,128 @@
+"""The record store and the delay queue, against a real Redis."""
+
+from __future__ import annotations
+
+import json
+
+import redis
+
+from worker import keys
+from worker.delay import DelayQueue, Pump
+from worker.store import DEAD_LETTERED, PENDING, RETRYING, SUCCEEDED, BindStore, now_ms
+
+
+def _row(key: str, **over: object) -> dict[str, object]:
+    row: dict[str, object] = {
+        "key": key, "task_id": keys.task_id_for(key), "request": json.dumps({"PoolKey": "FC1"}),
+        "fingerprint": "fp-" + key, "pool": "FC1", "deadline": now_ms() + 60_000,
+        "expires_at": now_ms() + 120_000, "ttl_s": 3600,
+    }
+    row.update(over)
+    return row
+
+
+def test_creating_a_key_twice_keeps_the_first_record_and_reports_it(redis_client: redis.Redis) -> None:
+    """The second create of a key changes nothing and tells the caller what is there."""
+    store = BindStore(redis_client)
+    first, second = store.create_many([_row("k1"), _row("k1", fingerprint="other")])
+    assert first.created and first.status == PENDING
+    assert not second.created and second.fingerprint == "fp-k1"
+    rec = store.get("k1")
+    assert rec is not None and rec.fingerprint == "fp-k1" and rec.attempts == 0
+    assert 3500 < redis_client.ttl(keys.bind_record("k1")) <= 3600
+
+
+def test_a_terminal_record_never_leaves_its_state(redis_client: redis.Redis) -> None:
+    """After success, scheduling or dead-lettering the key is refused."""
+    store = BindStore(redis_client)
+    store.create_many([_row("k2")])
+    assert store.begin_attempt("k2", {"nonce": "n1"}) == 1
+    assert store.succeed("k2", {"SecretNo": "17100000000", "SubsId": "1"}, "RID", now_ms() // 1000 + 99, None) == 1
+    assert store.schedule("k2", due_ms=now_ms()) == 0
+    assert store.dead_letter("k2", code="isv.X", message="m") is None
+    assert store.begin_attempt("k2", None) == -1
+    rec = store.get("k2")
+    assert rec is not None and rec.status == SUCCEEDED and rec.inflight is None
+    assert redis_client.xlen(keys.DEAD_LETTERS) == 0
+    assert redis_client.zscore(keys.DELAYED, "k2") is None
+
+
+def test_dead_lettering_writes_the_record_and_the_stream_together(redis_client: redis.Redis) -> None:
+    """The stream entry carries the request, code, attempts and history; the record points at it."""
+    store = BindStore(redis_client)
+    store.create_many([_row("k3")])
+    store.begin_attempt("k3", None)
+    store.schedule("k3", due_ms=now_ms() + 10_000, code="isp.SYSTEM_ERROR", hist={"attempt": 1, "code": "isp.SYSTEM_ERROR"})
+    assert redis_client.zscore(keys.DELAYED, "k3") is not None
+    store.begin_attempt("k3", None)
+    entry_id = store.dead_letter("k3", code="isv.POOLKEY_NOT_EXISTS", message="no pool", request_id="R2",
+                                 hist={"attempt": 2, "code": "isv.POOLKEY_NOT_EXISTS"})
+    assert entry_id
+    rec = store.get("k3")
+    assert rec is not None and rec.status == DEAD_LETTERED and rec.dlq_id == entry_id
+    assert redis_client.zscore(keys.DELAYED, "k3") is None
+    (eid, fields), = redis_client.xrange(keys.DEAD_LETTERS)
+    assert eid == entry_id
+    assert fields["code"] == "isv.POOLKEY_NOT_EXISTS" and fields["attempts"] == "2"
+    assert json.loads(fields["request"]) == {"PoolKey": "FC1"}
+    assert [h["code"] for h in json.loads(fields["history"])] == ["isp.SYSTEM_ERROR", "isv.POOLKEY_NOT_EXISTS"]
+
+
+def test_scheduling_can_keep_or_drop_the_inflight_request(redis_client: redis.Redis) -> None:
+    """An unanswered attempt keeps its signed request; a definitive answer drops it."""
+    store = BindStore(redis_client)
+    store.create_many([_row("k4")])
+    store.begin_attempt("k4", {"nonce": "abc"})
+    store.schedule("k4", due_ms=now_ms(), keep_inflight=True, code="axb.READ_TIMEOUT")
+    rec = store.get("k4")
+    assert rec is not None and rec.inflight == {"nonce": "abc"} and rec.status == RETRYING
+    store.schedule("k4", due_ms=now_ms(), keep_inflight=False, code="isp.SYSTEM_ERROR")
+    rec = store.get("k4")
+    assert rec is not None and rec.inflight is None
+
+
+def test_a_lease_is_held_by_one_delivery_at_a_time(redis_client: redis.Redis) -> None:
+    """A second delivery cannot take the lease; only its holder can release it."""
+    store = BindStore(redis_client)
+    assert store.acquire_lease("k5", "a", 5)
+    assert not store.acquire_lease("k5", "b", 5)
+    store.release_lease("k5", "b")
+    assert not store.acquire_lease("k5", "b", 5)
+    store.release_lease("k5", "a")
+    assert store.acquire_lease("k5", "b", 5)
+
+
+def test_the_pump_publishes_due_keys_once_and_recovers_stale_claims(redis_client: redis.Redis) -> None:
+    """Due keys are published and confirmed; a claim whose publisher died goes back to the queue."""
+    q = DelayQueue(redis_client)
+    published: list[str] = []
+    pump = Pump(q, lambda ks: published.extend(ks))
+    q.schedule("due", now_ms() - 1)
+    q.schedule("later", now_ms() + 60_000)
+    assert pump.run_once() == 1
+    assert published == ["due"]
+    assert redis_client.zcard(keys.DELAYED_CLAIMED) == 0
+    assert pump.run_once() == 0
+
+    q.schedule("orphan", now_ms() - 1)
+    assert q.claim_due() == ["orphan"]  # claimed, then the publisher "dies"
+    assert q.recover_stale(older_than_ms=0) == 1
+    assert pump.run_once() == 1 and published[-1] == "orphan"
+
+
+def test_a_failing_publish_leaves_the_claim_for_recovery(redis_client: redis.Redis) -> None:
+    """If publishing raises, the key stays claimed and is recovered, never lost."""
+    q = DelayQueue(redis_client)
+
+    def broken(_: object) -> None:
+        raise ConnectionError("broker down")
+
+    pump = Pump(q, broken)
+    q.schedule("k", now_ms() - 1)
+    try:
+        pump.run_once()
+    except ConnectionError:
+        pass
+    assert redis_client.zscore(keys.DELAYED_CLAIMED, "k") is not None
+    assert q.recover_stale(older_than_ms=0) == 1
+    assert redis_client.zscore(keys.DELAYED, "k") is not None

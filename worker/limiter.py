@@ -1,0 +1,288 @@
+"""A cluster-wide rate limiter: GCRA in one Lua script per operation, timed by Redis ``TIME``.
+
+Every worker process on every host shares one Redis. Each scope (``account:<AccessKeyId>``,
+``pool:<PoolKey>``) keeps one number there: its GCRA *theoretical arrival time* (TAT, integer
+µs on the Redis clock). No client clock is ever read, so host clock skew cannot break the limit.
+
+The algorithm (GCRA, virtual scheduling form) for one scope with rate ``r`` and burst ``B``:
+
+- base emission interval ``T = 1/r``; burst tolerance ``τ = (B - 1)·T`` (fixed, in time units);
+- a call asked for at ``now`` may go at ``allowed = max(now, TAT - τ)``;
+- granting it moves ``TAT := max(TAT, allowed) + T / factor`` (``factor`` ≤ 1, see below).
+
+**Guarantee.** For one scope, the slots handed out (``now + wait_s`` on the Redis clock) by
+all processes together contain at most ``floor(L·r) + B`` slots in any closed interval of
+length ``L``: at most ``floor(r) + B`` in any 1-second window, and ``r·L + B`` over a long
+run. Proof sketch: slots ``i < j`` satisfy ``slot_j ≥ TAT_(j-1) - τ ≥ slot_i + (j - i)·T - τ``.
+This holds whatever mix of scopes each call reserved, and through throttle penalties (they only
+lengthen the interval; the tolerance stays ``(B - 1)/r``, so a throttle never frees a burst).
+Intervals are rounded *up* and the tolerance *down* to whole µs, so rounding only errs on the
+slow side (rates above 10⁶ qps are not representable).
+
+A caller that sleeps ``wait_s`` calls no earlier than its slot, but may call later (network
+round trip, scheduling). A caller that reserves its next call only after making the previous
+one therefore adds at most one call to any window (its one late call from before the window):
+with ``P`` such callers, observed call times hold at most ``floor(r) + B + P`` calls in any
+1-second window.
+
+**Throttling.** When the vendor answers ``isv.FLOW_LIMIT`` / ``Throttling.*``,
+:meth:`RateLimiter.throttled` stores a penalty per scope: ``factor := max(min_factor,
+factor_now · slowdown)`` and the Redis time it happened. The effective rate is
+``r · factor(t)``, where the factor recovers **linearly** from its stored value back to 1.0
+over ``recovery_s`` after the latest throttle; throttles in quick succession compound from the
+partly recovered value down to ``min_factor``. While the factor is ``f`` the sustained rate is
+``r·f`` and the burst after idleness is ``1 + floor((B - 1)·f)`` calls. The recovery time
+travels with the penalty, so every process reads the same factor. ``retry_after_s`` also
+pushes the TAT so that the scope's next slot is ``now + retry_after_s``, after which calls
+resume at the slowed rate without a burst.
+
+**Keys** (from :mod:`worker.keys`): ``rate_tat(scope)`` expires when the TAT passes (an absent
+TAT means "idle", the same state), ``rate_penalty(scope)`` when the recovery is over.
+
+A single Redis (or one primary) is assumed: a multi-scope reservation touches several hash
+slots, and a step of the Redis server's clock moves every slot with it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from worker import keys
+
+_US = 1_000_000
+
+# Shared Lua: Redis time in µs and the current penalty factor of one scope.
+_LUA_COMMON = """
+if redis.replicate_commands then redis.replicate_commands() end
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local function factor(pkey, now)
+  local p = redis.call('HMGET', pkey, 'f', 't', 'r')
+  local f0, t0, rec = tonumber(p[1]), tonumber(p[2]), tonumber(p[3])
+  if not f0 or not t0 or not rec or rec <= 0 then return 1.0 end
+  local elapsed = now - t0
+  if elapsed >= rec then return 1.0 end
+  if elapsed < 0 then elapsed = 0 end
+  return f0 + (1.0 - f0) * elapsed / rec
+end
+local function set_tat(key, tat, now)
+  redis.call('SET', key, string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
+end
+"""
+
+# KEYS: tat_1, penalty_1, ..., tat_n, penalty_n
+# ARGV: max_wait_us, then per scope: base interval (µs, float), tolerance (µs, integer)
+# Returns {granted (0/1), wait_us}.
+_LUA_RESERVE = (
+    _LUA_COMMON
+    + """
+local now = now_us()
+local n = #KEYS / 2
+local max_wait = tonumber(ARGV[1])
+local tats, incs = {}, {}
+local allowed = now
+for i = 1, n do
+  local base, tau = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
+  incs[i] = math.ceil(base / factor(KEYS[2 * i], now))
+  local tat = tonumber(redis.call('GET', KEYS[2 * i - 1]) or now)
+  if tat < now then tat = now end
+  tats[i] = tat
+  if tat - tau > allowed then allowed = tat - tau end
+end
+local wait = allowed - now
+if wait > max_wait then return {0, wait} end
+for i = 1, n do
+  local tat = tats[i]
+  if allowed > tat then tat = allowed end
+  set_tat(KEYS[2 * i - 1], tat + incs[i], now)
+end
+return {1, wait}
+"""
+)
+
+# KEYS: tat_1, penalty_1, ..., tat_n, penalty_n
+# ARGV: slowdown, min_factor, recovery_us, retry_after_us (-1: none), holdoff_us,
+#       then per scope tolerance_us
+# Returns the new factor of each scope (as text).
+_LUA_THROTTLE = (
+    _LUA_COMMON
+    + """
+local now = now_us()
+local n = #KEYS / 2
+local slowdown, min_factor = tonumber(ARGV[1]), tonumber(ARGV[2])
+local recovery, retry_after = tonumber(ARGV[3]), tonumber(ARGV[4])
+local holdoff = tonumber(ARGV[5])
+local out = {}
+for i = 1, n do
+  local pkey = KEYS[2 * i]
+  local last = tonumber(redis.call('HGET', pkey, 't'))
+  local f = factor(pkey, now)
+  -- One overload returns many throttled answers at once: reduce at most once per hold-off.
+  if not last or now - last >= holdoff then
+    f = f * slowdown
+    if f < min_factor then f = min_factor end
+    redis.call('HSET', pkey, 'f', string.format('%.17g', f), 't', string.format('%.0f', now),
+               'r', string.format('%.0f', recovery))
+    redis.call('PEXPIRE', pkey, math.ceil(recovery / 1000) + 1)
+  end
+  if retry_after >= 0 then
+    local target = now + retry_after + tonumber(ARGV[5 + i])
+    local tat = tonumber(redis.call('GET', KEYS[2 * i - 1]) or 0)
+    if target > tat then set_tat(KEYS[2 * i - 1], target, now) end
+  end
+  out[i] = string.format('%.17g', f)
+end
+return out
+"""
+)
+
+# KEYS: penalty; returns the current factor (as text).
+_LUA_FACTOR = (
+    _LUA_COMMON
+    + """
+return string.format('%.17g', factor(KEYS[1], now_us()))
+"""
+)
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One rate limit: ``rate_qps`` calls per second sustained, ``burst`` at once after idleness."""
+
+    scope: str  # e.g. "account:<AccessKeyId>" or "pool:<PoolKey>"
+    rate_qps: float
+    burst: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.scope:
+            raise ValueError("a limit needs a scope")
+        if not (math.isfinite(self.rate_qps) and self.rate_qps > 0):
+            raise ValueError(f"rate_qps must be a positive number, not {self.rate_qps!r}")
+        if self.burst < 1:
+            raise ValueError(f"burst must be at least 1, not {self.burst!r}")
+
+    @property
+    def interval_us(self) -> float:
+        """The emission interval at full rate, in µs."""
+        return _US / self.rate_qps
+
+    @property
+    def tolerance_us(self) -> int:
+        """How far ahead of its TAT a call may go (``(burst - 1)`` intervals), in whole µs."""
+        return math.floor((self.burst - 1) * _US / self.rate_qps)
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """The limiter's answer.
+
+    ``granted``: a slot is reserved; sleep ``wait_s`` then call. Refused: nothing was consumed,
+    and ``wait_s`` estimates how long until a slot could be had (if nobody else takes it first).
+    """
+
+    granted: bool
+    wait_s: float
+
+
+class RateLimiter:
+    """Cluster-wide GCRA rate limiting over one Redis; see the module docstring for guarantees."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        recovery_s: float = 10.0,
+        min_factor: float = 0.05,
+        slowdown: float = 0.5,
+        holdoff_s: float = 1.0,
+    ) -> None:
+        if not recovery_s > 0:
+            raise ValueError(f"recovery_s must be positive, not {recovery_s!r}")
+        if not 0 < min_factor <= 1:
+            raise ValueError(f"min_factor must be in (0, 1], not {min_factor!r}")
+        if not 0 < slowdown <= 1:
+            raise ValueError(f"slowdown must be in (0, 1], not {slowdown!r}")
+        self.recovery_s = recovery_s
+        self.min_factor = min_factor
+        self.slowdown = slowdown
+        # Throttled answers within this long of a reduction do not reduce again.
+        self.holdoff_s = holdoff_s
+        self._reserve = client.register_script(_LUA_RESERVE)
+        self._throttle = client.register_script(_LUA_THROTTLE)
+        self._factor = client.register_script(_LUA_FACTOR)
+
+    def reserve(self, limits: Sequence[Limit], *, max_wait_s: float) -> Reservation:
+        """Atomically reserve one call across all ``limits``.
+
+        The slot is the latest of the scopes' allowed times, and every scope is charged at that
+        same slot. If the wait is at most ``max_wait_s`` the slot is committed and granted;
+        otherwise nothing is written and the refusal carries the wait it would have needed.
+        """
+        if not max_wait_s >= 0:
+            raise ValueError(f"max_wait_s must be >= 0, not {max_wait_s!r}")
+        args: list[str | int] = [math.floor(max_wait_s * _US)]
+        for limit in _checked(limits):
+            args += [repr(limit.interval_us), limit.tolerance_us]
+        granted, wait_us = self._reserve(keys=_keys(limits), args=args)
+        return Reservation(granted=bool(int(granted)), wait_s=int(wait_us) / _US)
+
+    def acquire(
+        self,
+        limits: Sequence[Limit],
+        *,
+        max_wait_s: float,
+        sleep: Callable[[float], Any] = time.sleep,
+    ) -> Reservation:
+        """:meth:`reserve`, then sleep out the wait of a grant; a refusal returns at once."""
+        reservation = self.reserve(limits, max_wait_s=max_wait_s)
+        if reservation.granted and reservation.wait_s > 0:
+            sleep(reservation.wait_s)
+        return reservation
+
+    def throttled(self, limits: Sequence[Limit], *, retry_after_s: float | None = None) -> None:
+        """The vendor throttled a call under ``limits``: slow every process down on these scopes.
+
+        Each scope's factor becomes ``max(min_factor, factor_now * slowdown)`` and recovers
+        linearly to 1.0 over ``recovery_s``. With ``retry_after_s``, no slot on these scopes
+        is handed out before ``now + retry_after_s`` (slots already granted stand).
+        """
+        if retry_after_s is not None and not retry_after_s >= 0:
+            raise ValueError(f"retry_after_s must be >= 0, not {retry_after_s!r}")
+        retry_after_us = -1 if retry_after_s is None else math.ceil(retry_after_s * _US)
+        args: list[str | int] = [
+            repr(self.slowdown),
+            repr(self.min_factor),
+            math.ceil(self.recovery_s * _US),
+            retry_after_us,
+            math.ceil(self.holdoff_s * _US),
+        ]
+        args += [limit.tolerance_us for limit in _checked(limits)]
+        self._throttle(keys=_keys(limits), args=args)
+
+    def factor(self, scope: str) -> float:
+        """The scope's current rate factor: 1.0 unthrottled, down to ``min_factor``."""
+        return float(self._factor(keys=[keys.rate_penalty(scope)]))
+
+
+def _checked(limits: Sequence[Limit]) -> Sequence[Limit]:
+    if not limits:
+        raise ValueError("at least one limit is needed")
+    scopes = [limit.scope for limit in limits]
+    if len(set(scopes)) != len(scopes):
+        raise ValueError(f"each scope may appear once: {scopes}")
+    return limits
+
+
+def _keys(limits: Sequence[Limit]) -> list[str]:
+    out: list[str] = []
+    for limit in limits:
+        out += [keys.rate_tat(limit.scope), keys.rate_penalty(limit.scope)]
+    return out

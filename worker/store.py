@@ -1,0 +1,358 @@
+"""The bind record store: one Redis hash per idempotency key, the source of truth for a bind.
+
+Every state change is one Lua script, so a record, the delay queue and the dead-letter stream
+never disagree. Terminal states (``succeeded``, ``dead_lettered``) are final: no script moves
+a record out of them (a replay is an explicit, audited operation of the dead-letter module).
+
+Statuses: ``pending`` (accepted, not yet tried), ``retrying`` (tried, will be tried again),
+``succeeded`` (a ``SecretBindDTO`` is stored), ``dead_lettered`` (see the stream).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from worker import keys
+
+PENDING = "pending"
+RETRYING = "retrying"
+SUCCEEDED = "succeeded"
+DEAD_LETTERED = "dead_lettered"
+TERMINAL = frozenset({SUCCEEDED, DEAD_LETTERED})
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+_CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  local r = redis.call('HMGET', KEYS[1], 'fingerprint', 'status', 'published')
+  return {0, r[1] or '', r[2] or '', r[3] or '0'}
+end
+redis.call('HSET', KEYS[1], 'key', ARGV[1], 'task_id', ARGV[2], 'request', ARGV[3],
+  'fingerprint', ARGV[4], 'pool', ARGV[5], 'created_at', ARGV[6], 'updated_at', ARGV[6],
+  'deadline', ARGV[7], 'expires_at', ARGV[8], 'status', 'pending', 'attempts', 0,
+  'published', 0, 'action', ARGV[10])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[9]))
+return {1, ARGV[4], 'pending', '0'}
+"""
+
+# KEYS: record, history. ARGV: signed-json, now, attempt-json
+_BEGIN_ATTEMPT = """
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st or st == 'succeeded' or st == 'dead_lettered' then return -1 end
+if ARGV[1] ~= '' then
+  redis.call('HSET', KEYS[1], 'inflight', ARGV[1], 'inflight_at', ARGV[2])
+end
+redis.call('HSETNX', KEYS[1], 'first_attempt_at', ARGV[2])
+redis.call('HSET', KEYS[1], 'last_attempt_at', ARGV[2], 'updated_at', ARGV[2])
+return redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+"""
+
+# KEYS: record, history, delayed. ARGV: result-json, request_id, now, expire-at-seconds, hist-json
+_SUCCEED = """
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return -1 end
+if st == 'succeeded' or st == 'dead_lettered' then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'succeeded', 'result', ARGV[1], 'request_id', ARGV[2],
+  'code', 'OK', 'message', '', 'succeeded_at', ARGV[3], 'updated_at', ARGV[3])
+redis.call('HDEL', KEYS[1], 'inflight', 'inflight_at')
+if ARGV[5] ~= '' then redis.call('RPUSH', KEYS[2], ARGV[5]) end
+redis.call('EXPIREAT', KEYS[1], tonumber(ARGV[4]))
+redis.call('EXPIREAT', KEYS[2], tonumber(ARGV[4]))
+redis.call('ZREM', KEYS[3], redis.call('HGET', KEYS[1], 'key'))
+return 1
+"""
+
+# KEYS: record, history, delayed. ARGV: status, due-ms, code, message, request_id, http, now,
+#       keep-inflight(0/1), hist-json, throttled(0/1)
+_SCHEDULE = """
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return -1 end
+if st == 'succeeded' or st == 'dead_lettered' then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'code', ARGV[3], 'message', ARGV[4],
+  'request_id', ARGV[5], 'http_status', ARGV[6], 'updated_at', ARGV[7], 'next_at', ARGV[2])
+if ARGV[8] == '0' then redis.call('HDEL', KEYS[1], 'inflight', 'inflight_at') end
+if ARGV[10] == '1' then redis.call('HINCRBY', KEYS[1], 'throttles', 1) end
+if ARGV[9] ~= '' then
+  redis.call('RPUSH', KEYS[2], ARGV[9])
+  redis.call('EXPIRE', KEYS[2], redis.call('TTL', KEYS[1]))
+end
+redis.call('ZADD', KEYS[3], tonumber(ARGV[2]), redis.call('HGET', KEYS[1], 'key'))
+return 1
+"""
+
+# KEYS: record, history, delayed, dlq. ARGV: code, message, request_id, http, now, hist-json,
+#       extra-json
+_DEAD_LETTER = """
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return -1 end
+if st == 'succeeded' or st == 'dead_lettered' then return 0 end
+if ARGV[6] ~= '' then redis.call('RPUSH', KEYS[2], ARGV[6]) end
+local r = redis.call('HMGET', KEYS[1], 'key', 'task_id', 'attempts', 'first_attempt_at',
+  'last_attempt_at', 'pool', 'request', 'created_at', 'action', 'deadline', 'expires_at')
+local hist = redis.call('LRANGE', KEYS[2], 0, -1)
+local id = redis.call('XADD', KEYS[4], '*', 'key', r[1], 'task_id', r[2] or '', 'code', ARGV[1],
+  'message', ARGV[2], 'request_id', ARGV[3], 'http_status', ARGV[4], 'attempts', r[3] or '0',
+  'first_attempt_at', r[4] or '', 'last_attempt_at', r[5] or '', 'dead_lettered_at', ARGV[5],
+  'pool', r[6] or '', 'request', r[7] or '', 'enqueued_at', r[8] or '', 'action', r[9] or 'bind',
+  'deadline', r[10] or '', 'expires_at', r[11] or '',
+  'history', '[' .. table.concat(hist, ',') .. ']', 'extra', ARGV[7])
+redis.call('HSET', KEYS[1], 'status', 'dead_lettered', 'code', ARGV[1], 'message', ARGV[2],
+  'request_id', ARGV[3], 'http_status', ARGV[4], 'dead_lettered_at', ARGV[5],
+  'updated_at', ARGV[5], 'dlq_id', id)
+redis.call('ZREM', KEYS[3], r[1])
+return id
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@dataclass
+class BindRecord:
+    """A decoded record hash."""
+
+    key: str
+    status: str
+    task_id: str = ""
+    request: dict[str, Any] = field(default_factory=dict)
+    fingerprint: str = ""
+    pool: str = ""
+    action: str = "bind"
+    attempts: int = 0
+    throttles: int = 0
+    code: str = ""
+    message: str = ""
+    request_id: str = ""
+    http_status: int | None = None
+    result: dict[str, Any] | None = None
+    inflight: dict[str, Any] | None = None
+    inflight_at: int | None = None
+    created_at: int = 0
+    updated_at: int = 0
+    deadline: int = 0
+    expires_at: int = 0
+    first_attempt_at: int | None = None
+    last_attempt_at: int | None = None
+    succeeded_at: int | None = None
+    dead_lettered_at: int | None = None
+    next_at: int | None = None
+    dlq_id: str = ""
+    published: bool = False
+    starts: int = 0
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @classmethod
+    def from_hash(cls, data: dict[str, str]) -> BindRecord:
+        def opt_int(name: str) -> int | None:
+            v = data.get(name)
+            return int(v) if v not in (None, "") else None
+
+        def js(name: str) -> Any:
+            v = data.get(name)
+            return json.loads(v) if v else None
+
+        return cls(
+            key=data.get("key", ""),
+            status=data.get("status", ""),
+            task_id=data.get("task_id", ""),
+            request=js("request") or {},
+            fingerprint=data.get("fingerprint", ""),
+            pool=data.get("pool", ""),
+            action=data.get("action", "bind") or "bind",
+            attempts=int(data.get("attempts") or 0),
+            throttles=int(data.get("throttles") or 0),
+            code=data.get("code", ""),
+            message=data.get("message", ""),
+            request_id=data.get("request_id", ""),
+            http_status=opt_int("http_status"),
+            result=js("result"),
+            inflight=js("inflight"),
+            inflight_at=opt_int("inflight_at"),
+            created_at=int(data.get("created_at") or 0),
+            updated_at=int(data.get("updated_at") or 0),
+            deadline=int(data.get("deadline") or 0),
+            expires_at=int(data.get("expires_at") or 0),
+            first_attempt_at=opt_int("first_attempt_at"),
+            last_attempt_at=opt_int("last_attempt_at"),
+            succeeded_at=opt_int("succeeded_at"),
+            dead_lettered_at=opt_int("dead_lettered_at"),
+            next_at=opt_int("next_at"),
+            dlq_id=data.get("dlq_id", ""),
+            published=data.get("published") == "1",
+            starts=int(data.get("starts") or 0),
+        )
+
+
+@dataclass(frozen=True)
+class CreateOutcome:
+    created: bool
+    fingerprint: str
+    status: str
+    published: bool
+
+
+class BindStore:
+    """Typed access to bind records; every mutation is atomic."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.r = client
+        self._create = client.register_script(_CREATE)
+        self._begin = client.register_script(_BEGIN_ATTEMPT)
+        self._succeed = client.register_script(_SUCCEED)
+        self._schedule = client.register_script(_SCHEDULE)
+        self._dead = client.register_script(_DEAD_LETTER)
+        self._release = client.register_script(_RELEASE)
+
+    # --- producer side -----------------------------------------------------------------------
+
+    def create_many(
+        self, rows: Sequence[dict[str, Any]], *, action: str = "bind"
+    ) -> list[CreateOutcome]:
+        """Create records (``key, task_id, request, fingerprint, pool, deadline, expires_at, ttl_s``)
+        in one pipelined round trip; existing keys are left untouched and reported."""
+        pipe = self.r.pipeline(transaction=False)
+        ts = now_ms()
+        for row in rows:
+            self._create(
+                keys=[keys.bind_record(row["key"])],
+                args=[row["key"], row["task_id"], row["request"], row["fingerprint"], row["pool"], ts,
+                      row["deadline"], row["expires_at"], row["ttl_s"], action],
+                client=pipe,
+            )
+        out = []
+        for res in pipe.execute():
+            created, fp, status, published = res
+            out.append(CreateOutcome(bool(int(created)), _s(fp), _s(status), _s(published) == "1"))
+        return out
+
+    def mark_published(self, key_list: Sequence[str]) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        for k in key_list:
+            pipe.hset(keys.bind_record(k), "published", 1)
+        pipe.execute()
+
+    # --- reads -------------------------------------------------------------------------------
+
+    def get(self, key: str) -> BindRecord | None:
+        data = self.r.hgetall(keys.bind_record(key))
+        if not data:
+            return None
+        return BindRecord.from_hash({_s(k): _s(v) for k, v in data.items()})
+
+    def get_many(self, key_list: Sequence[str]) -> list[BindRecord | None]:
+        pipe = self.r.pipeline(transaction=False)
+        for k in key_list:
+            pipe.hgetall(keys.bind_record(k))
+        out: list[BindRecord | None] = []
+        for data in pipe.execute():
+            out.append(BindRecord.from_hash({_s(k): _s(v) for k, v in data.items()}) if data else None)
+        return out
+
+    def history(self, key: str) -> list[dict[str, Any]]:
+        return [json.loads(x) for x in self.r.lrange(keys.bind_history(key), 0, -1)]
+
+    # --- worker side -------------------------------------------------------------------------
+
+    def acquire_lease(self, key: str, token: str, ttl_s: float) -> bool:
+        return bool(self.r.set(keys.bind_lease(key), token, nx=True, px=int(ttl_s * 1000)))
+
+    def release_lease(self, key: str, token: str) -> None:
+        self._release(keys=[keys.bind_lease(key)], args=[token])
+
+    def note_start(self, key: str) -> int:
+        """Count a delivery that started; :meth:`note_finish` undoes it. What remains counts
+        the deliveries that died mid-way (a poison message)."""
+        return int(self.r.hincrby(keys.bind_record(key), "starts", 1))
+
+    def note_finish(self, key: str) -> None:
+        self.r.hset(keys.bind_record(key), "starts", 0)
+
+    def begin_attempt(self, key: str, signed: dict[str, Any] | None) -> int:
+        """Record that a vendor call is about to go out; returns the attempt number (-1: terminal)."""
+        return int(
+            self._begin(
+                keys=[keys.bind_record(key), keys.bind_history(key)],
+                args=[json.dumps(signed) if signed else "", now_ms()],
+            )
+        )
+
+    def succeed(
+        self, key: str, result: dict[str, Any], request_id: str, expire_at_s: int, hist: dict[str, Any] | None
+    ) -> int:
+        return int(
+            self._succeed(
+                keys=[keys.bind_record(key), keys.bind_history(key), keys.DELAYED],
+                args=[json.dumps(result), request_id, now_ms(), expire_at_s, _hist(hist)],
+            )
+        )
+
+    def schedule(
+        self,
+        key: str,
+        *,
+        due_ms: int,
+        status: str = RETRYING,
+        code: str = "",
+        message: str = "",
+        request_id: str = "",
+        http_status: int | None = None,
+        keep_inflight: bool = False,
+        hist: dict[str, Any] | None = None,
+        throttled: bool = False,
+    ) -> int:
+        return int(
+            self._schedule(
+                keys=[keys.bind_record(key), keys.bind_history(key), keys.DELAYED],
+                args=[status, due_ms, code, message, request_id, "" if http_status is None else http_status,
+                      now_ms(), 1 if keep_inflight else 0, _hist(hist), 1 if throttled else 0],
+            )
+        )
+
+    def dead_letter(
+        self,
+        key: str,
+        *,
+        code: str,
+        message: str,
+        request_id: str = "",
+        http_status: int | None = None,
+        hist: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> str | None:
+        """Move ``key`` to the dead letters; returns the stream id (None if already terminal)."""
+        res = self._dead(
+            keys=[keys.bind_record(key), keys.bind_history(key), keys.DELAYED, keys.DEAD_LETTERS],
+            args=[code, message, request_id, "" if http_status is None else http_status, now_ms(),
+                  _hist(hist), json.dumps(extra or {})],
+        )
+        if isinstance(res, bytes | str):
+            return _s(res)
+        return None
+
+    def delayed_due_at(self, key: str) -> float | None:
+        score = self.r.zscore(keys.DELAYED, key)
+        return float(score) if score is not None else None
+
+
+def _hist(h: dict[str, Any] | None) -> str:
+    return json.dumps(h, separators=(",", ":")) if h else ""
+
+
+def _s(v: Any) -> str:
+    if isinstance(v, bytes):
+        return v.decode()
+    return "" if v is None else str(v)

@@ -33,12 +33,26 @@ def percent_encode(value: str) -> str:
 
 
 def canonical_query(params: Mapping[str, str]) -> str:
-    """Sorted, encoded ``k=v`` pairs joined by ``&`` (also the exact query sent on the wire)."""
+    """Sorted, encoded ``k=v`` pairs joined by ``&`` (also the exact query sent on the wire).
+
+    Keys are encoded too (the v1 SDK does; the v3 Tea SDK leaves them raw, which is the same for
+    every API parameter name, as those are ``[A-Za-z0-9._-]``).
+    """
     return "&".join(f"{percent_encode(k)}={percent_encode(params[k])}" for k in sorted(params))
 
 
+def _as_utc(now: datetime | None) -> datetime:
+    """``now`` in UTC: an aware time is converted, a naive one is taken to already be UTC."""
+    if now is None:
+        return datetime.now(UTC)
+    if now.tzinfo is None:
+        return now.replace(tzinfo=UTC)
+    return now.astimezone(UTC)
+
+
 def utc_timestamp(now: datetime | None = None) -> str:
-    return (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """``YYYY-MM-DDTHH:MM:SSZ`` in UTC (an aware ``now`` in another zone is converted first)."""
+    return _as_utc(now).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def new_nonce() -> str:
@@ -63,10 +77,16 @@ def v1_signature(string_to_sign: str, secret: str) -> str:
 def v3_canonical_request(
     method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str], payload_sha256: str
 ) -> tuple[str, str]:
-    """Return ``(canonical_request, signed_header_names)`` for the headers given (all signed)."""
-    lowered = {k.lower(): str(v).strip() for k, v in headers.items()}
+    """Return ``(canonical_request, signed_header_names)`` for the headers given (all signed).
+
+    As the Tea SDK does it: names lower-cased and sorted, values stripped, and the values of names
+    that differ only in case joined, sorted, with ``,``.
+    """
+    lowered: dict[str, list[str]] = {}
+    for k, v in headers.items():
+        lowered.setdefault(k.lower(), []).append(str(v).strip())
     names = sorted(lowered)
-    canonical_headers = "".join(f"{n}:{lowered[n]}\n" for n in names)
+    canonical_headers = "".join(f"{n}:{','.join(sorted(lowered[n]))}\n" for n in names)
     signed = ";".join(names)
     canonical = "\n".join(
         [method, path or "/", canonical_query(query), canonical_headers, signed, payload_sha256]
@@ -121,9 +141,15 @@ def sign_request(
     nonce: str | None = None,
     now: datetime | None = None,
 ) -> SignedRequest:
-    """Sign ``action`` with ``params`` and return the request to send to ``endpoint``."""
+    """Sign ``action`` with ``params`` and return the request to send to ``endpoint``.
+
+    Send it with ``httpx`` exactly as given: ``client.request(signed.method, signed.url,
+    headers=signed.headers, content=signed.body or None)``. ``httpx`` keeps an already encoded
+    query byte for byte, but passing ``params=`` (even ``{}``), or a client built with
+    ``params=``, *replaces* the URL's query, and merging params re-encodes spaces as ``+``.
+    """
     nonce = nonce or new_nonce()
-    ts_dt = now or datetime.now(UTC)
+    ts_dt = _as_utc(now)
     timestamp = utc_timestamp(ts_dt)
     host = urlsplit(endpoint).netloc
     base = endpoint.rstrip("/") + "/"

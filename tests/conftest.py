@@ -16,6 +16,8 @@ import redis
 
 from worker.settings import Settings, reset_settings_cache
 
+pytest_plugins = ["tests.simulator_fixture", "tests.pipeline_fixture"]
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -40,9 +42,25 @@ class RedisServer:
         if exe is None:
             pytest.exit("redis-server is not installed (apt-get install redis-server)", returncode=3)
         self.proc = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(self.dir),
-             "--maxmemory-policy", "noeviction", "--loglevel", "warning"],
+            [
+                exe,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--dir",
+                str(self.dir),
+                "--maxmemory-policy",
+                "noeviction",
+                "--loglevel",
+                "warning",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -98,7 +116,7 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 
 
 TEST_AK = "test-access-key-id"
-TEST_SECRET = "test-access-key-secret"  # noqa: S105 - the simulator's fake secret
+TEST_SECRET = "test-access-key-secret"
 
 
 @pytest.fixture

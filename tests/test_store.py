@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import redis
 
 from worker import keys
@@ -13,9 +14,14 @@ from worker.store import DEAD_LETTERED, PENDING, RETRYING, SUCCEEDED, BindStore,
 
 def _row(key: str, **over: object) -> dict[str, object]:
     row: dict[str, object] = {
-        "key": key, "task_id": keys.task_id_for(key), "request": json.dumps({"PoolKey": "FC1"}),
-        "fingerprint": "fp-" + key, "pool": "FC1", "deadline": now_ms() + 60_000,
-        "expires_at": now_ms() + 120_000, "ttl_s": 3600,
+        "key": key,
+        "task_id": keys.task_id_for(key),
+        "request": json.dumps({"PoolKey": "FC1"}),
+        "fingerprint": "fp-" + key,
+        "pool": "FC1",
+        "deadline": now_ms() + 60_000,
+        "expires_at": now_ms() + 120_000,
+        "ttl_s": 3600,
     }
     row.update(over)
     return row
@@ -37,7 +43,10 @@ def test_a_terminal_record_never_leaves_its_state(redis_client: redis.Redis) -> 
     store = BindStore(redis_client)
     store.create_many([_row("k2")])
     assert store.begin_attempt("k2", {"nonce": "n1"}) == 1
-    assert store.succeed("k2", {"SecretNo": "17100000000", "SubsId": "1"}, "RID", now_ms() // 1000 + 99, None) == 1
+    assert (
+        store.succeed("k2", {"SecretNo": "17100000000", "SubsId": "1"}, "RID", now_ms() // 1000 + 99, None)
+        == 1
+    )
     assert store.schedule("k2", due_ms=now_ms()) == 0
     assert store.dead_letter("k2", code="isv.X", message="m") is None
     assert store.begin_attempt("k2", None) == -1
@@ -52,20 +61,33 @@ def test_dead_lettering_writes_the_record_and_the_stream_together(redis_client: 
     store = BindStore(redis_client)
     store.create_many([_row("k3")])
     store.begin_attempt("k3", None)
-    store.schedule("k3", due_ms=now_ms() + 10_000, code="isp.SYSTEM_ERROR", hist={"attempt": 1, "code": "isp.SYSTEM_ERROR"})
+    store.schedule(
+        "k3",
+        due_ms=now_ms() + 10_000,
+        code="isp.SYSTEM_ERROR",
+        hist={"attempt": 1, "code": "isp.SYSTEM_ERROR"},
+    )
     assert redis_client.zscore(keys.DELAYED, "k3") is not None
     store.begin_attempt("k3", None)
-    entry_id = store.dead_letter("k3", code="isv.POOLKEY_NOT_EXISTS", message="no pool", request_id="R2",
-                                 hist={"attempt": 2, "code": "isv.POOLKEY_NOT_EXISTS"})
+    entry_id = store.dead_letter(
+        "k3",
+        code="isv.POOLKEY_NOT_EXISTS",
+        message="no pool",
+        request_id="R2",
+        hist={"attempt": 2, "code": "isv.POOLKEY_NOT_EXISTS"},
+    )
     assert entry_id
     rec = store.get("k3")
     assert rec is not None and rec.status == DEAD_LETTERED and rec.dlq_id == entry_id
     assert redis_client.zscore(keys.DELAYED, "k3") is None
-    (eid, fields), = redis_client.xrange(keys.DEAD_LETTERS)
+    ((eid, fields),) = redis_client.xrange(keys.DEAD_LETTERS)
     assert eid == entry_id
     assert fields["code"] == "isv.POOLKEY_NOT_EXISTS" and fields["attempts"] == "2"
     assert json.loads(fields["request"]) == {"PoolKey": "FC1"}
-    assert [h["code"] for h in json.loads(fields["history"])] == ["isp.SYSTEM_ERROR", "isv.POOLKEY_NOT_EXISTS"]
+    assert [h["code"] for h in json.loads(fields["history"])] == [
+        "isp.SYSTEM_ERROR",
+        "isv.POOLKEY_NOT_EXISTS",
+    ]
 
 
 def test_scheduling_can_keep_or_drop_the_inflight_request(redis_client: redis.Redis) -> None:
@@ -96,7 +118,7 @@ def test_the_pump_publishes_due_keys_once_and_recovers_stale_claims(redis_client
     """Due keys are published and confirmed; a claim whose publisher died goes back to the queue."""
     q = DelayQueue(redis_client)
     published: list[str] = []
-    pump = Pump(q, lambda ks: published.extend(ks))
+    pump = Pump(q, published.extend)
     q.schedule("due", now_ms() - 1)
     q.schedule("later", now_ms() + 60_000)
     assert pump.run_once() == 1
@@ -119,10 +141,8 @@ def test_a_failing_publish_leaves_the_claim_for_recovery(redis_client: redis.Red
 
     pump = Pump(q, broken)
     q.schedule("k", now_ms() - 1)
-    try:
+    with pytest.raises(ConnectionError):
         pump.run_once()
-    except ConnectionError:
-        pass
     assert redis_client.zscore(keys.DELAYED_CLAIMED, "k") is not None
     assert q.recover_stale(older_than_ms=0) == 1
     assert redis_client.zscore(keys.DELAYED, "k") is not None

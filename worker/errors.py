@@ -127,6 +127,10 @@ class InvalidRequestError(AxbError, ValueError):
         self.problems = problems
         super().__init__("; ".join(str(p) for p in problems))
 
+    @classmethod
+    def single(cls, field: str, code: str, reason: str) -> InvalidRequestError:
+        return cls([FieldProblem(field, code, reason)])
+
     @property
     def code(self) -> str:
         return self.problems[0].code if self.problems else INVALID_REQUEST
@@ -227,6 +231,4 @@ def error_for(
 ) -> VendorError:
     """Build the typed error for a vendor ``code`` by asking :data:`CODE_TABLE`."""
     cls = _BY_HANDLING[classify(code, http_status)]
-    return cls(
-        code, message, request_id=request_id, http_status=http_status, retry_after_s=retry_after_s
-    )
+    return cls(code, message, request_id=request_id, http_status=http_status, retry_after_s=retry_after_s)

@@ -23,7 +23,9 @@ from typing import Any
 
 from worker import errors, keys
 from worker.errors import AmbiguousVendorError, Handling, InvalidRequestError, VendorError
+from worker.metrics import BINDS, LIMITER_WAIT, RETRIES, VENDOR_LATENCY
 from worker.models import parse_bind_request
+from worker.observability import report_dead_letter
 from worker.runtime import Runtime
 from worker.signing import SignedRequest
 from worker.store import PENDING, RETRYING, BindRecord, now_ms
@@ -75,7 +77,8 @@ def run_bind(rt: Runtime, key: str, delivery: str) -> Outcome:
     try:
         starts = rt.store.note_start(key)
         if starts > POISON_STARTS:
-            rt.store.dead_letter(
+            _dead_letter(
+                rt,
                 key,
                 code=errors.POISON_MESSAGE,
                 message=f"{starts - 1} deliveries died mid-attempt; not delivered again",
@@ -86,6 +89,24 @@ def run_bind(rt: Runtime, key: str, delivery: str) -> Outcome:
         return outcome
     finally:
         rt.store.release_lease(key, delivery)
+
+
+def _dead_letter(rt: Runtime, key: str, *, code: str, message: str, **kw: Any) -> None:
+    """Dead-letter ``key`` (record and stream in one script) and report it once to Sentry."""
+    entry_id = rt.store.dead_letter(key, code=code, message=message, **kw)
+    if entry_id is None:
+        return
+    BINDS.labels("dead_lettered", code).inc()
+    rec = rt.store.get(key)
+    report_dead_letter(
+        key=key,
+        code=code,
+        message=message,
+        pool=rec.pool if rec else "",
+        attempts=rec.attempts if rec else 0,
+        request_id=str(kw.get("request_id") or ""),
+        dlq_id=entry_id,
+    )
 
 
 def _finish(rt: Runtime, key: str) -> Outcome:
@@ -99,8 +120,13 @@ def _finish(rt: Runtime, key: str) -> Outcome:
 def _log_outcome(rec: BindRecord, latency_ms: float | None = None) -> None:
     log.info(
         "bind key=%s status=%s code=%s attempts=%d latency_ms=%s request_id=%s pool=%s",
-        rec.key, rec.status, rec.code or "-", rec.attempts,
-        f"{latency_ms:.1f}" if latency_ms is not None else "-", rec.request_id or "-", rec.pool or "-",
+        rec.key,
+        rec.status,
+        rec.code or "-",
+        rec.attempts,
+        f"{latency_ms:.1f}" if latency_ms is not None else "-",
+        rec.request_id or "-",
+        rec.pool or "-",
     )
 
 
@@ -114,7 +140,8 @@ def _attempt(rt: Runtime, rec: BindRecord) -> Outcome:
     if rec.inflight:
         replay = SignedRequest.from_json_dict(rec.inflight)
         if time.time() - replay.signed_at > s.replay_window_s or now >= rec.deadline:
-            rt.store.dead_letter(
+            _dead_letter(
+                rt,
                 key,
                 code=errors.AMBIGUOUS_OUTCOME,
                 message=f"attempt {rec.attempts} was sent and never answered ({rec.code or 'no answer'});"
@@ -124,24 +151,37 @@ def _attempt(rt: Runtime, rec: BindRecord) -> Outcome:
             return _finish(rt, key)
     elif now >= rec.deadline:
         last = f" (last: {rec.code}: {rec.message})" if rec.code else ""
-        rt.store.dead_letter(key, code=errors.DEADLINE_EXCEEDED,
-                             message=f"deadline passed before the bind succeeded{last}",
-                             request_id=rec.request_id)
+        _dead_letter(
+            rt,
+            key,
+            code=errors.DEADLINE_EXCEEDED,
+            message=f"deadline passed before the bind succeeded{last}",
+            request_id=rec.request_id,
+        )
         return _finish(rt, key)
 
     try:
         request = parse_bind_request(rec.request, check_future=False)
     except InvalidRequestError as err:
-        rt.store.dead_letter(key, code=err.code, message=str(err))
+        _dead_letter(rt, key, code=err.code, message=str(err))
         return _finish(rt, key)
 
     # --- the cluster-wide rate limit -----------------------------------------------------------
     reservation = rt.limiter.reserve(limits, max_wait_s=s.inline_wait_max_s)
     if not reservation.granted:
         due = now + int(reservation.wait_s * 1000) + random.randint(0, 20)
-        rt.store.schedule(key, due_ms=due, status=rec.status or PENDING, code=rec.code, message=rec.message,
-                          request_id=rec.request_id, http_status=rec.http_status, keep_inflight=True)
+        rt.store.schedule(
+            key,
+            due_ms=due,
+            status=rec.status or PENDING,
+            code=rec.code,
+            message=rec.message,
+            request_id=rec.request_id,
+            http_status=rec.http_status,
+            keep_inflight=True,
+        )
         return Outcome(key, rec.status, rec.code, rec.attempts)
+    LIMITER_WAIT.observe(reservation.wait_s)
     if reservation.wait_s > 0:
         time.sleep(reservation.wait_s)
 
@@ -154,8 +194,10 @@ def _attempt(rt: Runtime, rec: BindRecord) -> Outcome:
         response = rt.client.bind_axb_signed(signed)
     except VendorError as err:
         latency_ms = (time.monotonic() - started) * 1000
+        VENDOR_LATENCY.labels("BindAxb", err.handling.value).observe(latency_ms / 1000)
         return _on_error(rt, rec, err, attempt=attempt, replay=replay is not None, latency_ms=latency_ms)
     latency_ms = (time.monotonic() - started) * 1000
+    VENDOR_LATENCY.labels("BindAxb", "ok").observe(latency_ms / 1000)
     dto = response.secret_bind_dto
     assert dto is not None  # bind_axb_signed guarantees it
     expire_at_s = rec.expires_at // 1000 + s.result_ttl_extra_s
@@ -166,6 +208,7 @@ def _attempt(rt: Runtime, rec: BindRecord) -> Outcome:
         expire_at_s,
         _hist(attempt, "OK", response.request_id, latency_ms, replay is not None),
     )
+    BINDS.labels("succeeded", "OK").inc()
     done = rt.store.get(key)
     if done is not None:
         _log_outcome(done, latency_ms)
@@ -183,8 +226,10 @@ def _on_error(
 
     if err.code == "SignatureNonceUsed":
         what = "a re-sent copy of" if replay else "the first copy of"
-        rt.store.dead_letter(
-            key, code=errors.AMBIGUOUS_OUTCOME,
+        _dead_letter(
+            rt,
+            key,
+            code=errors.AMBIGUOUS_OUTCOME,
             message=f"the vendor had already seen {what} this signed request (SignatureNonceUsed):"
             " the binding may exist; reconcile before replaying",
             **common,
@@ -192,13 +237,17 @@ def _on_error(
         return _finish(rt, key)
 
     if handling in (Handling.TERMINAL, Handling.ACCOUNT):
-        rt.store.dead_letter(key, code=err.code, message=err.vendor_message or str(err), **common)
+        _dead_letter(rt, key, code=err.code, message=err.vendor_message or str(err), **common)
         return _finish(rt, key)
 
     if handling is Handling.CLOCK and rec.code == err.code:
-        rt.store.dead_letter(key, code=err.code,
-                             message="the vendor rejected our timestamp twice: check this host's clock",
-                             **common)
+        _dead_letter(
+            rt,
+            key,
+            code=err.code,
+            message="the vendor rejected our timestamp twice: check this host's clock",
+            **common,
+        )
         return _finish(rt, key)
 
     ambiguous = isinstance(err, AmbiguousVendorError)
@@ -226,13 +275,28 @@ def _on_error(
     if exhausted or too_late:
         why = "retries exhausted" if exhausted else "no time left before the deadline"
         code = errors.AMBIGUOUS_OUTCOME if keep_inflight else err.code
-        rt.store.dead_letter(key, code=code, message=f"{why}; last: {err.code}: {err.vendor_message}", **common)
+        _dead_letter(rt, key, code=code, message=f"{why}; last: {err.code}: {err.vendor_message}", **common)
         return _finish(rt, key)
 
-    rt.store.schedule(key, due_ms=due, status=RETRYING, code=err.code, message=err.vendor_message,
-                      keep_inflight=keep_inflight, throttled=throttled, **common)
-    log.info("bind key=%s status=retrying code=%s attempts=%d retry_in_s=%.2f request_id=%s",
-             key, err.code, attempt, delay_s, err.request_id or "-")
+    RETRIES.labels(err.code).inc()
+    rt.store.schedule(
+        key,
+        due_ms=due,
+        status=RETRYING,
+        code=err.code,
+        message=err.vendor_message,
+        keep_inflight=keep_inflight,
+        throttled=throttled,
+        **common,
+    )
+    log.info(
+        "bind key=%s status=retrying code=%s attempts=%d retry_in_s=%.2f request_id=%s",
+        key,
+        err.code,
+        attempt,
+        delay_s,
+        err.request_id or "-",
+    )
     return Outcome(key, RETRYING, err.code, attempt)
 
 
@@ -248,4 +312,3 @@ def _hist(
         "replay": replay,
         "http_status": http_status,
     }
-

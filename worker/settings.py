@@ -52,6 +52,7 @@ class Settings(BaseSettings):
 
     # --- observability -----------------------------------------------------------------------
     sentry_dsn: SecretStr | None = None
+    sentry_environment: str = "production"
     metrics_port: int | None = None
     log_level: str = "INFO"
     log_json: bool = False

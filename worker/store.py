@@ -219,9 +219,7 @@ class BindStore:
 
     # --- producer side -----------------------------------------------------------------------
 
-    def create_many(
-        self, rows: Sequence[dict[str, Any]], *, action: str = "bind"
-    ) -> list[CreateOutcome]:
+    def create_many(self, rows: Sequence[dict[str, Any]], *, action: str = "bind") -> list[CreateOutcome]:
         """Create records (``key, task_id, request, fingerprint, pool, deadline, expires_at, ttl_s``)
         in one pipelined round trip; existing keys are left untouched and reported."""
         pipe = self.r.pipeline(transaction=False)
@@ -229,8 +227,18 @@ class BindStore:
         for row in rows:
             self._create(
                 keys=[keys.bind_record(row["key"])],
-                args=[row["key"], row["task_id"], row["request"], row["fingerprint"], row["pool"], ts,
-                      row["deadline"], row["expires_at"], row["ttl_s"], action],
+                args=[
+                    row["key"],
+                    row["task_id"],
+                    row["request"],
+                    row["fingerprint"],
+                    row["pool"],
+                    ts,
+                    row["deadline"],
+                    row["expires_at"],
+                    row["ttl_s"],
+                    action,
+                ],
                 client=pipe,
             )
         out = []
@@ -317,8 +325,18 @@ class BindStore:
         return int(
             self._schedule(
                 keys=[keys.bind_record(key), keys.bind_history(key), keys.DELAYED],
-                args=[status, due_ms, code, message, request_id, "" if http_status is None else http_status,
-                      now_ms(), 1 if keep_inflight else 0, _hist(hist), 1 if throttled else 0],
+                args=[
+                    status,
+                    due_ms,
+                    code,
+                    message,
+                    request_id,
+                    "" if http_status is None else http_status,
+                    now_ms(),
+                    1 if keep_inflight else 0,
+                    _hist(hist),
+                    1 if throttled else 0,
+                ],
             )
         )
 
@@ -336,8 +354,15 @@ class BindStore:
         """Move ``key`` to the dead letters; returns the stream id (None if already terminal)."""
         res = self._dead(
             keys=[keys.bind_record(key), keys.bind_history(key), keys.DELAYED, keys.DEAD_LETTERS],
-            args=[code, message, request_id, "" if http_status is None else http_status, now_ms(),
-                  _hist(hist), json.dumps(extra or {})],
+            args=[
+                code,
+                message,
+                request_id,
+                "" if http_status is None else http_status,
+                now_ms(),
+                _hist(hist),
+                json.dumps(extra or {}),
+            ],
         )
         if isinstance(res, bytes | str):
             return _s(res)

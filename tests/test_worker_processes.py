@@ -1,0 +1,79 @@
+"""Real ``axb worker`` processes: the rate limit holds across them; they refuse bad settings."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.pipeline_fixture import ROOT, WorkerProcess, apply_env, axb_env, wait_until
+from tests.test_pipeline import request
+from worker.producer import enqueue_binds
+from worker.runtime import Runtime
+
+
+@pytest.mark.slow
+def test_the_rate_limit_holds_across_two_worker_processes(
+    pipeline: Runtime, simulator: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """R=20/s over two processes: no second of the simulator's ledger above R + burst, no FLOW_LIMIT."""
+    rate, burst, n = 20, 2, 70
+    apply_env(monkeypatch, {"AXB_RATE_LIMIT_QPS": str(rate), "AXB_RATE_LIMIT_BURST": str(burst)})
+    simulator.set_faults(qps_limit=rate + burst)
+    env = axb_env()
+    workers = [WorkerProcess(env, "-c", "8", log_path=tmp_path / f"w{i}.log").start() for i in range(2)]
+    try:
+        result = enqueue_binds([request(200 + i) for i in range(n)])
+        assert not result.rejected
+        store = pipeline.store
+        keys = [h.key for h in result.handles]
+        wait_until(lambda: all(r is not None and r.terminal for r in store.get_many(keys)), timeout=60)
+    finally:
+        for w in workers:
+            w.stop()
+    records = store.get_many(keys)
+    assert all(r is not None and r.status == "succeeded" for r in records)
+    ledger = simulator.ledger()
+    binds = [c for c in ledger["calls"] if c["action"] == "BindAxb"]
+    assert len(binds) == n
+    assert not [c for c in binds if c["code"] != "OK"], "the simulator throttled or refused a call"
+    per_second = Counter(int(c["time"]) for c in binds)
+    assert max(per_second.values()) <= rate + burst
+    # Achieved rate over the busy span (first to last call) is close to R.
+    span = max(c["time"] for c in binds) - min(c["time"] for c in binds)
+    assert (n - burst) / span <= rate * 1.05
+    assert (n - burst) / span >= rate * 0.8
+
+
+def test_a_worker_refuses_to_start_with_a_visibility_timeout_too_short(pipeline: Runtime) -> None:
+    """AXB_VISIBILITY_TIMEOUT_S below the hard time limit: the worker exits with a clear reason."""
+    env = axb_env()
+    env["AXB_VISIBILITY_TIMEOUT_S"] = "20"
+    out = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "worker"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode != 0
+    assert b"AXB_VISIBILITY_TIMEOUT_S" in out.stderr + out.stdout
+
+
+def test_a_real_worker_resumes_retries_from_the_delay_queue(
+    pipeline: Runtime, simulator: Any, tmp_path: Path
+) -> None:
+    """In a real `axb worker`, the delay-queue pump (started on worker_ready) brings retries back."""
+    simulator.set_faults(force_code="isp.SYSTEM_ERROR", force_count=2)
+    worker = WorkerProcess(axb_env(), "-c", "4", log_path=tmp_path / "w.log").start()
+    try:
+        handle = enqueue_binds([request(300)]).handles[0]
+        res = handle.result(timeout=40)
+    finally:
+        worker.stop()
+    assert res.ok and res.attempts == 3

@@ -1,0 +1,303 @@
+"""``axb backfill FILE``: enqueue a CSV or JSONL file of binds, resumable, never twice.
+
+- Rows use the API's parameter names (``PoolKey``, ``PhoneNoA``, ...) plus an optional
+  ``IdempotencyKey``; CSV headers and JSONL keys alike.
+- Invalid rows go to a rejects file (line number, field, vendor code, reason) and the run
+  carries on. Phone numbers in it are masked unless ``show_numbers``.
+- Rows are enqueued in pipelined chunks. After each chunk, the number of rows done is saved to
+  ``FILE.progress``; a rerun resumes there. Rows of a chunk that was cut short are enqueued
+  again, and their idempotency keys make that a no-op: nothing is bound twice.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from worker.errors import InvalidRequestError
+from worker.masking import mask_text
+
+KEY_COLUMN = "IdempotencyKey"
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+MAX_FIELD_CHARS = 4096
+
+
+@dataclass
+class Row:
+    line: int
+    data: dict[str, Any] | None
+    error: str = ""
+    raw: str = ""
+
+
+def _file_fingerprint(path: Path) -> str:
+    st = path.stat()
+    with path.open("rb") as fh:
+        head = fh.read(65536)
+    return hashlib.sha256(head + f"|{st.st_size}".encode()).hexdigest()[:32]
+
+
+def _detect_format(path: Path, fmt: str) -> str:
+    if fmt != "auto":
+        return fmt
+    if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
+        return "jsonl"
+    return "csv"
+
+
+def _open_text(path: Path) -> io.TextIOWrapper:
+    # Undecodable bytes survive as surrogates, so one bad row is rejected, not the whole file.
+    return path.open("r", encoding="utf-8-sig", errors="surrogateescape", newline="")
+
+
+def _has_surrogates(text: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
+
+
+def iter_rows(path: Path, fmt: str) -> Iterator[Row]:
+    """Yield every data row with its line number; problems become ``Row.error``."""
+    if fmt == "jsonl":
+        with _open_text(path) as fh:
+            for n, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                if _has_surrogates(line):
+                    yield Row(n, None, "row is not valid UTF-8", line)
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    yield Row(n, None, f"not a JSON object: {exc.msg}", line)
+                    continue
+                if not isinstance(obj, dict):
+                    yield Row(n, None, "not a JSON object", line)
+                    continue
+                yield Row(n, obj, raw=line)
+        return
+    with _open_text(path) as fh:
+        reader = csv.reader(fh)
+        header: list[str] | None = None
+        for record in reader:
+            n = reader.line_num
+            if header is None:
+                if not any(c.strip() for c in record):
+                    continue
+                header = [c.strip() for c in record]
+                continue
+            if not any(c.strip() for c in record):
+                continue  # blank line
+            raw = ",".join(record)
+            if _has_surrogates(raw):
+                yield Row(n, None, "row is not valid UTF-8", raw)
+                continue
+            if len(record) != len(header):
+                yield Row(n, None, f"row has {len(record)} columns, header has {len(header)}", raw)
+                continue
+            if any(len(c) > MAX_FIELD_CHARS for c in record):
+                yield Row(n, None, f"a value is longer than {MAX_FIELD_CHARS} characters", raw)
+                continue
+            yield Row(n, {h: v for h, v in zip(header, record, strict=True) if h}, raw=raw)
+
+
+def _cell(value: str) -> str:
+    """Neutralise spreadsheet formulas in what we write back."""
+    return "'" + value if value.startswith(FORMULA_PREFIXES) else value
+
+
+class _Progress:
+    def __init__(self, path: Path, fingerprint: str) -> None:
+        self.path = path
+        self.fingerprint = fingerprint
+
+    def load(self) -> int:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return 0
+        if data.get("fingerprint") != self.fingerprint:
+            return 0
+        return int(data.get("rows_done", 0))
+
+    def save(self, rows_done: int, done: bool = False) -> None:
+        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
+        tmp.write_text(json.dumps({"fingerprint": self.fingerprint, "rows_done": rows_done, "done": done}))
+        os.replace(tmp, self.path)
+
+
+def run_backfill(
+    file: str | os.PathLike[str],
+    *,
+    rejects_path: str | os.PathLike[str] | None = None,
+    wait: bool = False,
+    wait_timeout_s: float | None = None,
+    chunk: int = 1000,
+    restart: bool = False,
+    fmt: str = "auto",
+    progress: bool = False,
+    show_numbers: bool = False,
+) -> dict[str, Any]:
+    from worker.producer import enqueue_binds
+
+    path = Path(file)
+    fmt = _detect_format(path, fmt)
+    rejects = Path(rejects_path) if rejects_path else path.with_name(path.name + ".rejects.csv")
+    prog = _Progress(path.with_name(path.name + ".progress"), _file_fingerprint(path))
+    skip = 0 if restart else prog.load()
+    started = time.monotonic()
+
+    counts: Counter[str] = Counter()
+    keys: list[str] = []
+    reject_mode = "a" if skip else "w"
+    bar = _ProgressBar(path, enabled=progress)
+
+    with rejects.open(reject_mode, newline="", encoding="utf-8", errors="backslashreplace") as rfh:
+        writer = csv.writer(rfh)
+        if reject_mode == "w":
+            writer.writerow(["line", "field", "code", "reason", "row"])
+
+        def reject(row: Row, field: str, code: str, reason: str) -> None:
+            counts["rejected"] += 1
+            shown = row.raw if show_numbers else mask_text(row.raw)
+            writer.writerow([row.line, field, code, mask_text(reason), _cell(shown.strip())[:2000]])
+
+        pending: list[Row] = []
+        seen = 0
+
+        def flush() -> None:
+            items = []
+            for r in pending:
+                assert r.data is not None
+                data = dict(r.data)
+                key = str(data.pop(KEY_COLUMN, "") or "").strip() or None
+                data = {k: v for k, v in data.items() if not (isinstance(v, str) and v.strip() == "")}
+                items.append((data, key))
+            result = enqueue_binds(items, chunk=max(len(items), 1))
+            for idx, err in result.rejected:
+                field = err.field if isinstance(err, InvalidRequestError) else KEY_COLUMN
+                code = err.code if isinstance(err, InvalidRequestError) else "axb.IDEMPOTENCY_CONFLICT"
+                reject(pending[idx], field, code, str(err))
+            for h in result.handles:
+                counts["enqueued" if h.created else "duplicates"] += 1
+                keys.append(h.key)
+            pending.clear()
+            prog.save(seen)
+            rfh.flush()
+            bar.update(seen)
+
+        try:
+            for row in iter_rows(path, fmt):
+                seen += 1
+                if seen <= skip:
+                    continue
+                counts["rows"] += 1
+                if row.data is None:
+                    reject(row, "", "isv.INVALID_PARAMETERS", row.error)
+                    continue
+                pending.append(row)
+                if len(pending) >= chunk:
+                    flush()
+            if pending:
+                flush()
+            prog.save(seen, done=True)
+        finally:
+            bar.close()
+
+    elapsed = time.monotonic() - started
+    summary: dict[str, Any] = {
+        "file": str(path),
+        "format": fmt,
+        "resumed_after_rows": skip,
+        "rows": counts["rows"],
+        "enqueued": counts["enqueued"],
+        "duplicates": counts["duplicates"],
+        "rejected": counts["rejected"],
+        "rejects_file": str(rejects),
+        "enqueue_seconds": round(elapsed, 3),
+        "rows_per_second": round(counts["rows"] / elapsed, 1) if elapsed > 0 else None,
+    }
+    if wait:
+        summary.update(_wait_all(keys, wait_timeout_s, progress))
+    return summary
+
+
+def _wait_all(key_list: list[str], timeout_s: float | None, progress: bool) -> dict[str, Any]:
+    from worker.runtime import get_runtime
+
+    store = get_runtime().store
+    remaining = list(dict.fromkeys(key_list))
+    total = len(remaining)
+    statuses: Counter[str] = Counter()
+    codes: Counter[str] = Counter()
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    bar = _ProgressBar(None, enabled=progress, total=total, label="binding")
+    try:
+        while remaining:
+            still: list[str] = []
+            for i in range(0, len(remaining), 1000):
+                part = remaining[i : i + 1000]
+                for key, rec in zip(part, store.get_many(part), strict=True):
+                    if rec is None:
+                        statuses["missing"] += 1
+                    elif rec.terminal:
+                        statuses[rec.status] += 1
+                        if rec.status != "succeeded":
+                            codes[rec.code] += 1
+                    else:
+                        still.append(key)
+            remaining = still
+            bar.update(total - len(remaining))
+            if not remaining:
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    finally:
+        bar.close()
+    return {
+        "succeeded": statuses["succeeded"],
+        "dead_lettered": statuses["dead_lettered"],
+        "unfinished": len(remaining),
+        "dead_letter_codes": dict(codes),
+    }
+
+
+class _ProgressBar:
+    """A Rich progress bar on a terminal; nothing otherwise."""
+
+    def __init__(
+        self, path: Path | None, *, enabled: bool, total: int | None = None, label: str = "enqueueing"
+    ) -> None:
+        self._progress: Any = None
+        if not enabled:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        if total is None and path is not None:
+            try:
+                with path.open("rb") as fh:
+                    total = max(0, sum(1 for _ in fh) - 1)
+            except OSError:
+                total = None
+        self._progress = Progress(
+            TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=False
+        )
+        self._progress.start()
+        self._task = self._progress.add_task(label, total=total)
+
+    def update(self, done: int) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, completed=done)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None

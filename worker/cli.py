@@ -1,0 +1,368 @@
+"""``axb``: the one command line for producers, workers, the simulator and on-call.
+
+Phone numbers are masked in every output unless ``--show-numbers`` is given.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from worker.errors import AxbError, InvalidRequestError, VendorError
+from worker.masking import mask_obj
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+err_console = Console(stderr=True)
+
+# (option, API name, click type, help)
+_BIND_FIELDS: list[tuple[str, str, Any, str]] = [
+    ("--pool-key", "PoolKey", str, "number pool key, e.g. FC100000001"),
+    ("--phone-no-a", "PhoneNoA", str, "phone A (mobile or landline with area code)"),
+    ("--phone-no-b", "PhoneNoB", str, "phone B"),
+    ("--expiration", "Expiration", str, "yyyy-MM-dd HH:mm:ss, China Standard Time (UTC+8)"),
+    ("--phone-no-x", "PhoneNoX", str, "bind on this X number"),
+    ("--expect-city", "ExpectCity", str, "preferred city for X, without suffix (北京)"),
+    ("--is-recording-enabled", "IsRecordingEnabled", click.BOOL, "record calls (true/false)"),
+    ("--out-id", "OutId", str, "business id, echoed in call records (default idempotency key)"),
+    ("--out-order-id", "OutOrderId", str, "order id"),
+    ("--call-display-type", "CallDisplayType", int, "fixed value 1"),
+    (
+        "--call-restrict",
+        "CallRestrict",
+        click.Choice(["CONTROL_AX_DISABLE", "CONTROL_BX_DISABLE", "CONTROL_CLEAR_DISABLE"]),
+        "call restriction",
+    ),
+    ("--call-timeout", "CallTimeout", int, "ring timeout in seconds (5-20)"),
+    ("--asr-status", "ASRStatus", click.BOOL, "speech recognition on/off"),
+    ("--asr-model-id", "ASRModelId", str, "ASR model id"),
+    ("--ring-config", "RingConfig", str, "ring configuration (JSON text)"),
+    ("--dtmf-config", "DtmfConfig", str, "DTMF configuration (JSON text)"),
+]
+
+
+def bind_options(func: F) -> F:
+    """Add one flag per BindAxb parameter, plus ``--expires-in``."""
+    for flag, _api, typ, help_ in reversed(_BIND_FIELDS):
+        func = click.option(flag, type=typ, default=None, help=help_)(func)
+    return click.option(
+        "--expires-in",
+        type=float,
+        default=None,
+        metavar="MINUTES",
+        help="instead of --expiration: this many minutes from now",
+    )(func)
+
+
+def _bind_params(kw: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for flag, api, _typ, _help in _BIND_FIELDS:
+        value = kw.pop(flag[2:].replace("-", "_"), None)
+        if value is not None:
+            out[api] = value
+    expires_in = kw.pop("expires_in", None)
+    if expires_in is not None and "Expiration" not in out:
+        cst = datetime.now(UTC) + timedelta(hours=8) + timedelta(minutes=expires_in)
+        out["Expiration"] = cst.strftime("%Y-%m-%d %H:%M:%S")
+    return out
+
+
+def _emit(obj: Any, show_numbers: bool) -> None:
+    click.echo(json.dumps(obj if show_numbers else mask_obj(obj), ensure_ascii=False, indent=2))
+
+
+def _fail_invalid(err: InvalidRequestError, as_json: bool = True) -> None:
+    payload = {
+        "Code": err.code,
+        "Message": str(err),
+        "Problems": [{"field": p.field, "code": p.code, "reason": p.reason} for p in err.problems],
+    }
+    if as_json:
+        _emit(payload, False)
+    err_console.print(f"[red]invalid request:[/red] {err}", markup=True, highlight=False)
+    sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+def main() -> None:
+    """Bind Dypls privacy numbers (BindAxb) through a reliable, rate-limited task queue."""
+
+
+# --- axb call ---------------------------------------------------------------------------------
+
+
+@main.group()
+def call() -> None:
+    """Direct, synchronous, signed vendor calls: no queue (credentials checks, reproductions)."""
+
+
+@call.command("bind")
+@bind_options
+@click.option("--show-numbers", is_flag=True, help="print phone numbers unmasked")
+def call_bind(show_numbers: bool, **kw: Any) -> None:
+    """Call BindAxb once and print the JSON response; non-zero exit on any non-OK code."""
+    from worker.client import DyplsClient
+    from worker.models import parse_bind_request
+
+    try:
+        request = parse_bind_request(_bind_params(kw))
+    except InvalidRequestError as err:
+        _fail_invalid(err)
+        return
+    with DyplsClient() as client:
+        try:
+            response = client.bind_axb(request)
+        except VendorError as err:
+            _emit(
+                {
+                    "RequestId": err.request_id,
+                    "Code": err.code,
+                    "Message": err.vendor_message,
+                    "HttpStatus": err.http_status,
+                },
+                show_numbers,
+            )
+            err_console.print(f"[red]{err.code}[/red] ({err.handling.value})", highlight=False)
+            sys.exit(1)
+    _emit(response.model_dump(by_alias=True, exclude_none=True), show_numbers)
+
+
+@call.command("unbind")
+@click.option("--pool-key", required=True)
+@click.option("--secret-no", required=True, help="the X number")
+@click.option("--subs-id", required=True)
+@click.option("--show-numbers", is_flag=True)
+def call_unbind(pool_key: str, secret_no: str, subs_id: str, show_numbers: bool) -> None:
+    """Call UnbindSubscription once (isv.SUBS_NOT_EXIST counts as done)."""
+    from worker.client import DyplsClient
+
+    with DyplsClient() as client:
+        try:
+            response = client.unbind_subscription(pool_key, secret_no, subs_id)
+        except VendorError as err:
+            _emit(
+                {"RequestId": err.request_id, "Code": err.code, "Message": err.vendor_message}, show_numbers
+            )
+            sys.exit(1)
+    _emit(response.model_dump(by_alias=True), show_numbers)
+
+
+# --- axb simulator ----------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8088, show_default=True, type=int)
+@click.option("--latency-ms", default=0.0, show_default=True, type=float)
+@click.option("--jitter-ms", default=0.0, show_default=True, type=float)
+@click.option(
+    "--error-rate",
+    default=0.0,
+    show_default=True,
+    type=float,
+    help="fraction of BindAxb calls answered with a transient code",
+)
+@click.option("--qps-limit", default=None, type=int, help="answer isv.FLOW_LIMIT above this many calls/s")
+@click.option("--seed", default=None, type=int)
+@click.option("--pool-size", default=1000, show_default=True, type=int, help="X numbers in the default pool")
+def simulator(
+    host: str,
+    port: int,
+    latency_ms: float,
+    jitter_ms: float,
+    error_rate: float,
+    qps_limit: int | None,
+    seed: int | None,
+    pool_size: int,
+) -> None:
+    """Run the local Dypls simulator (signatures, validation, number pools, faults, ledger)."""
+    from worker.simulator.cli import run_simulator
+
+    run_simulator(
+        host=host,
+        port=port,
+        latency_ms=latency_ms,
+        jitter_ms=jitter_ms,
+        error_rate=error_rate,
+        qps_limit=qps_limit,
+        seed=seed,
+        pool_size=pool_size,
+    )
+
+
+# --- axb worker -------------------------------------------------------------------------------
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option("--pool", "pool_type", default=None, help="Celery pool (default AXB_WORKER_POOL)")
+@click.option("-c", "--concurrency", default=None, type=int, help="default AXB_WORKER_CONCURRENCY")
+@click.option("-l", "--loglevel", default=None)
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def worker(
+    pool_type: str | None, concurrency: int | None, loglevel: str | None, celery_args: tuple[str, ...]
+) -> None:
+    """Start a Celery worker with the project's defaults (extra args go to Celery)."""
+    from worker.celery_app import app, check_settings
+    from worker.logs import setup_logging
+    from worker.settings import get_settings
+
+    s = get_settings()
+    check_settings(s)
+    setup_logging(s)
+    argv = [
+        "worker",
+        f"--pool={pool_type or s.worker_pool}",
+        f"--concurrency={concurrency or s.worker_concurrency}",
+        f"--loglevel={loglevel or s.log_level}",
+        f"--queues={s.queue}",
+        "--without-heartbeat",
+        "--without-mingle",
+        "--without-gossip",
+        *celery_args,
+    ]
+    app.worker_main(argv)
+
+
+# --- axb enqueue / result ---------------------------------------------------------------------
+
+
+@main.command()
+@bind_options
+@click.option("--key", default=None, help="idempotency key (default: OutId, else a hash of the request)")
+@click.option("--wait", is_flag=True, help="wait until succeeded or dead-lettered")
+@click.option("--timeout", default=30.0, show_default=True, help="seconds to --wait")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@click.option("--show-numbers", is_flag=True)
+def enqueue(
+    key: str | None, wait: bool, timeout: float, as_json: bool, show_numbers: bool, **kw: Any
+) -> None:
+    """Validate and enqueue one bind."""
+    from worker.producer import enqueue_bind
+
+    try:
+        handle = enqueue_bind(_bind_params(kw), idempotency_key=key)
+    except InvalidRequestError as err:
+        _fail_invalid(err, as_json)
+        return
+    except AxbError as err:
+        err_console.print(f"[red]refused:[/red] {err}", highlight=False)
+        sys.exit(2)
+    info: dict[str, Any] = {"key": handle.key, "task_id": handle.task_id, "created": handle.created}
+    if wait:
+        try:
+            res = handle.result(timeout=timeout)
+        except TimeoutError as err:
+            err_console.print(f"[yellow]{err}[/yellow]", highlight=False)
+            sys.exit(3)
+        info.update(res.as_dict(show_numbers=show_numbers))
+    if as_json:
+        _emit(info, show_numbers)
+    else:
+        _print_result_table(info)
+    if wait and info.get("status") != "succeeded":
+        sys.exit(1)
+
+
+def _print_result_table(info: dict[str, Any]) -> None:
+    table = Table(show_header=False, box=None)
+    for k, v in mask_obj(info).items():
+        shown = ", ".join(f"{a}={b}" for a, b in v.items()) if isinstance(v, dict) else v
+        table.add_row(f"[bold]{k}[/bold]", "" if shown is None else str(shown))
+    Console().print(table)
+
+
+@main.command()
+@click.argument("key")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--show-numbers", is_flag=True)
+def result(key: str, as_json: bool, show_numbers: bool) -> None:
+    """Show a bind's status and SecretBindDTO by idempotency key."""
+    from worker.producer import get_result
+
+    res = get_result(key)
+    if res is None:
+        err_console.print(f"no bind with key {key!r}", highlight=False)
+        sys.exit(4)
+    info = res.as_dict(show_numbers=show_numbers)
+    if as_json:
+        _emit(info, show_numbers)
+    else:
+        _print_result_table(info)
+
+
+# --- axb backfill -----------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--rejects",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="where invalid rows go (default FILE.rejects.csv)",
+)
+@click.option("--wait", is_flag=True, help="follow until every row succeeded or was dead-lettered")
+@click.option("--json", "as_json", is_flag=True, help="print a summary object")
+@click.option("--chunk", default=1000, show_default=True, help="rows per pipelined round trip")
+@click.option("--restart", is_flag=True, help="ignore saved progress and start from the first row")
+@click.option("--format", "fmt", type=click.Choice(["auto", "csv", "jsonl"]), default="auto")
+def backfill(
+    file: str, rejects: str | None, wait: bool, as_json: bool, chunk: int, restart: bool, fmt: str
+) -> None:
+    """Enqueue every row of a CSV or JSONL file (API parameter names; optional IdempotencyKey)."""
+    from worker.backfill import run_backfill
+
+    summary = run_backfill(
+        file,
+        rejects_path=rejects,
+        wait=wait,
+        chunk=chunk,
+        restart=restart,
+        fmt=fmt,
+        progress=not as_json and sys.stderr.isatty(),
+    )
+    if as_json:
+        click.echo(json.dumps(summary, ensure_ascii=False, indent=2))
+    else:
+        _print_result_table(summary)
+
+
+# --- axb dlq ----------------------------------------------------------------------------------
+
+
+@main.group()
+def dlq() -> None:
+    """Dead letters: list (more in later issues: show, stats, replay, purge, watch)."""
+
+
+@dlq.command("list")
+@click.option("--code", default=None, help="only this vendor code")
+@click.option("--limit", default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--show-numbers", is_flag=True)
+def dlq_list(code: str | None, limit: int, as_json: bool, show_numbers: bool) -> None:
+    """List dead letters, oldest first."""
+    from worker.deadletters import DeadLetters
+    from worker.runtime import get_runtime
+
+    entries = DeadLetters(get_runtime().redis).list(code=code, limit=limit)
+    rows = [e.as_dict(show_numbers=show_numbers) for e in entries]
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    table = Table("id", "key", "code", "attempts", "message", "request_id")
+    for r in rows:
+        table.add_row(r["id"], r["key"], r["code"], str(r["attempts"]), r["message"][:60], r["request_id"])
+    Console().print(table)
+    err_console.print(f"{len(rows)} dead letter(s)")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

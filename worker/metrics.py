@@ -1,0 +1,92 @@
+"""Prometheus metrics; each worker serves ``/metrics`` on ``AXB_METRICS_PORT``.
+
+Counters and histograms are recorded where things happen (the pipeline); queue depth and the
+dead-letter gauges are read from Redis when scraped, so every worker reports the same truth.
+With the prefork pool, set ``PROMETHEUS_MULTIPROC_DIR`` and the values of all children are
+aggregated (prometheus-client's multi-process mode).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import REGISTRY, Collector
+
+from worker import keys
+
+log = logging.getLogger(__name__)
+
+BINDS = Counter("axb_binds_total", "Binds that reached an outcome", ["outcome", "code"])
+RETRIES = Counter("axb_retries_total", "Bind attempts scheduled for a retry", ["code"])
+VENDOR_LATENCY = Histogram(
+    "axb_vendor_call_seconds",
+    "Vendor call latency",
+    ["action", "outcome"],
+    buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10),
+)
+LIMITER_WAIT = Histogram(
+    "axb_rate_limiter_wait_seconds",
+    "Time a call waited for the cluster-wide rate limiter",
+    buckets=(0, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+)
+
+
+class RedisCollector(Collector):
+    """Gauges read from Redis at scrape time: queue depth, delay queue, dead letters."""
+
+    def __init__(self, client: Any, queue: str) -> None:
+        self.client = client
+        self.queue = queue
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.llen(self.queue)
+            pipe.zcard(keys.DELAYED)
+            pipe.xlen(keys.DEAD_LETTERS)
+            pipe.xrange(keys.DEAD_LETTERS, count=1)
+            queued, delayed, depth, first = pipe.execute()
+        except Exception:  # Redis down: report nothing rather than fail the scrape
+            log.debug("metrics: Redis unavailable", exc_info=True)
+            return
+        q = GaugeMetricFamily("axb_queue_depth", "Messages waiting", labels=["queue"])
+        q.add_metric([self.queue], queued)
+        q.add_metric(["delayed"], delayed)
+        yield q
+        yield GaugeMetricFamily("axb_dead_letters", "Entries in the dead-letter stream", value=depth)
+        age = 0.0
+        if first:
+            eid = first[0][0]
+            eid = eid.decode() if isinstance(eid, bytes) else str(eid)
+            age = max(0.0, time.time() - int(eid.split("-", 1)[0]) / 1000)
+        yield GaugeMetricFamily(
+            "axb_dead_letter_oldest_age_seconds", "Age of the oldest dead letter", value=age
+        )
+
+
+_started: dict[str, Any] = {}
+
+
+def start_metrics_server(port: int, client: Any, queue: str) -> CollectorRegistry:
+    """Serve /metrics on ``port`` (once per process)."""
+    if "registry" in _started:
+        registry: CollectorRegistry = _started["registry"]
+        return registry
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    else:
+        registry = REGISTRY
+    registry.register(RedisCollector(client, queue))
+    start_http_server(port, registry=registry)
+    _started["registry"] = registry
+    log.info("metrics on :%d/metrics", port)
+    return registry

@@ -1,0 +1,93 @@
+"""Sentry for the worker: one event per dead letter, never a phone number or the secret.
+
+On when ``AXB_SENTRY_DSN`` is set. Every event and breadcrumb passes through :func:`scrub`
+before it leaves the process: phone numbers are masked wherever they appear (messages,
+exception values, task arguments, local variables, breadcrumbs, extra data), and the
+AccessKey secret is replaced outright.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+from worker.errors import is_account_level
+from worker.masking import mask_obj
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_SECRET_MARK = "[secret]"  # noqa: S105 - a placeholder, not a secret
+_state: dict[str, Any] = {"secret": None, "enabled": False}
+
+
+def _strip_secret(obj: Any, secret: str | None) -> Any:
+    if not secret:
+        return obj
+    if isinstance(obj, str):
+        return obj.replace(secret, _SECRET_MARK)
+    if isinstance(obj, dict):
+        return {k: _strip_secret(v, secret) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_strip_secret(v, secret) for v in obj]
+    return obj
+
+
+def scrub(event: Any, _hint: Any = None) -> Any:
+    """Mask phone numbers and remove the secret anywhere in a Sentry event."""
+    return mask_obj(_strip_secret(event, _state["secret"]))
+
+
+def scrub_breadcrumb(crumb: Any, _hint: Any = None) -> Any:
+    return scrub(crumb)
+
+
+def init_sentry(settings: Settings) -> bool:
+    """Start the Sentry SDK with the Celery integration when a DSN is configured."""
+    if settings.sentry_dsn is None or not settings.sentry_dsn.get_secret_value():
+        return False
+    import sentry_sdk
+    from sentry_sdk.integrations.celery import CeleryIntegration
+    from sentry_sdk.integrations.logging import LoggingIntegration
+
+    _state["secret"] = settings.secret()
+    sentry_sdk.init(
+        dsn=settings.sentry_dsn.get_secret_value(),
+        integrations=[CeleryIntegration(), LoggingIntegration(event_level=logging.ERROR)],
+        send_default_pii=False,
+        include_local_variables=True,  # useful, and scrubbed by before_send
+        before_send=scrub,
+        before_breadcrumb=scrub_breadcrumb,
+        traces_sample_rate=0.0,
+        environment=settings.sentry_environment,
+    )
+    _state["enabled"] = True
+    return True
+
+
+def report_dead_letter(
+    *, key: str, code: str, message: str, pool: str, attempts: int, request_id: str, dlq_id: str
+) -> None:
+    """One Sentry event per dead letter, grouped by code; account-level codes page louder."""
+    if not _state["enabled"]:
+        return
+    import sentry_sdk
+
+    level: Literal["fatal", "error"] = "fatal" if is_account_level(code) else "error"
+    with sentry_sdk.new_scope() as scope:
+        scope.set_tag("vendor_code", code)
+        scope.set_tag("pool", pool or "-")
+        scope.set_tag("account_level", str(is_account_level(code)).lower())
+        scope.fingerprint = ["axb-dead-letter", code]
+        scope.set_context(
+            "dead_letter",
+            {
+                "key": key,
+                "attempts": attempts,
+                "request_id": request_id,
+                "dlq_id": dlq_id,
+                "message": message,
+            },
+        )
+        scope.level = level
+        sentry_sdk.capture_message(f"dead letter: {code}: {message}", level=level)

@@ -25,9 +25,10 @@ from rich.console import Console
 from rich.table import Table
 
 from worker.masking import mask_number
+from worker.models import normalize_phone
 
 SAMPLE = Path(__file__).with_name("samples") / "sample.csv"
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 130)
 
 
 def _free_port() -> int:
@@ -195,7 +196,7 @@ def _print_outcomes(env: dict[str, str], sample: Path) -> None:
     with sample.open(newline="") as fh:
         reader = csv.DictReader(fh)
         for line, row in enumerate(reader, start=2):
-            a, b = mask_number(row["PhoneNoA"]), mask_number(row["PhoneNoB"])
+            a, b = (mask_number(normalize_phone(row[f]) or row[f]) for f in ("PhoneNoA", "PhoneNoB"))
             if line in rejects:
                 table.add_row(
                     str(line), row["OutId"], a, b, "[red]rejected[/red]", "", rejects[line]["code"], "0"

@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test lint typecheck demo bench chaos clean
+.PHONY: venv test lint typecheck demo clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,25 +15,19 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check worker tasks tests bench
-	$(BIN)/ruff format --check worker tasks tests bench
+	$(BIN)/ruff check worker tasks tests
+	$(BIN)/ruff format --check worker tasks tests
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
 test: $(STAMP)
-	$(BIN)/ruff check worker tasks tests bench
+	$(BIN)/ruff check worker tasks tests
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
 	$(BIN)/python -m worker.demo
-
-bench: $(STAMP)
-	$(BIN)/python -m bench
-
-chaos: $(STAMP)
-	AXB_CHAOS_FULL=1 $(BIN)/python -m pytest -q tests/chaos
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info .axb-demo

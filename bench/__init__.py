@@ -1,0 +1,1 @@
+"""Benchmarks (``make bench``); each figure measured side by side in one run."""

@@ -75,7 +75,7 @@ def test_a_terminal_code_reaches_the_dead_letters_after_exactly_one_call(
     res = enqueue_bind(request(3, PoolKey="FC999999999")).result(timeout=15)
     assert res.status == "dead_lettered" and res.code == "isv.POOLKEY_NOT_EXISTS"
     assert len(calls_for(simulator, "order-3")) == 1
-    (entry,) = DeadLetters(pipeline.redis).list()
+    (entry,) = DeadLetters(pipeline.redis).entries()
     assert entry.key == "order-3" and entry.code == "isv.POOLKEY_NOT_EXISTS" and entry.attempts == 1
     assert entry.request["PhoneNoA"] == "13800000003" and entry.request_id
     assert entry.first_attempt_at and entry.last_attempt_at and entry.task_id

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 import click
@@ -21,6 +22,12 @@ from worker.masking import mask_obj
 F = TypeVar("F", bound=Callable[..., Any])
 
 err_console = Console(stderr=True)
+
+
+def out_console() -> Console:
+    """Full width on a terminal; wide enough for tables when piped or captured."""
+    return Console(width=None if sys.stdout.isatty() else 160)
+
 
 # (option, API name, click type, help)
 _BIND_FIELDS: list[tuple[str, str, Any, str]] = [
@@ -275,7 +282,7 @@ def _print_result_table(info: dict[str, Any]) -> None:
     for k, v in mask_obj(info).items():
         shown = ", ".join(f"{a}={b}" for a, b in v.items()) if isinstance(v, dict) else v
         table.add_row(f"[bold]{k}[/bold]", "" if shown is None else str(shown))
-    Console().print(table)
+    out_console().print(table)
 
 
 @main.command()
@@ -337,31 +344,230 @@ def backfill(
 # --- axb dlq ----------------------------------------------------------------------------------
 
 
+def _since_ms(value: str | None) -> int | None:
+    """``10m``, ``2h``, ``3d``, ``90s`` ago, or an ISO date-time (naive = UTC+8)."""
+    if not value:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if value[-1:] in units and value[:-1].replace(".", "", 1).isdigit():
+        return int((time.time() - float(value[:-1]) * units[value[-1]]) * 1000)
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter("use 10m / 2h / 3d or an ISO date-time", param_hint="--since") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone(timedelta(hours=8)))
+    return int(dt.timestamp() * 1000)
+
+
+def selection_options(func: F) -> F:
+    """``ID…``, ``--code``, ``--pool``, ``--since``, ``--all``: which dead letters."""
+    func = click.option("--all", "select_all", is_flag=True, help="every dead letter")(func)
+    func = click.option("--since", default=None, help="only newer than 10m / 2h / 3d / ISO time")(func)
+    func = click.option("--pool", default=None, help="only this PoolKey")(func)
+    func = click.option("--code", default=None, help="only this vendor code")(func)
+    return click.argument("ids", nargs=-1)(func)
+
+
+def _selection(
+    ids: tuple[str, ...], code: str | None, pool: str | None, since: str | None, select_all: bool
+) -> Any:
+    from worker.deadletters import Selection
+
+    sel = Selection(ids=ids, code=code, pool=pool, since_ms=_since_ms(since), all=select_all)
+    if sel.empty:
+        raise click.UsageError("name entries: ID..., --code C, --pool P, --since T or --all")
+    return sel
+
+
+def _dead_letters() -> Any:
+    from worker.deadletters import DeadLetters
+    from worker.runtime import get_runtime
+
+    return DeadLetters(get_runtime().redis)
+
+
+def _ts(ms: int | None) -> str:
+    if not ms:
+        return ""
+    return datetime.fromtimestamp(ms / 1000, tz=timezone(timedelta(hours=8))).strftime("%m-%d %H:%M:%S")
+
+
 @main.group()
 def dlq() -> None:
-    """Dead letters: list (more in later issues: show, stats, replay, purge, watch)."""
+    """Dead letters: list, show, stats, replay, purge, watch."""
 
 
 @dlq.command("list")
 @click.option("--code", default=None, help="only this vendor code")
+@click.option("--pool", default=None, help="only this PoolKey")
+@click.option("--since", default=None, help="only newer than 10m / 2h / 3d / ISO time")
 @click.option("--limit", default=100, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="a JSON array for tools")
 @click.option("--show-numbers", is_flag=True)
-def dlq_list(code: str | None, limit: int, as_json: bool, show_numbers: bool) -> None:
+def dlq_list(
+    code: str | None, pool: str | None, since: str | None, limit: int, as_json: bool, show_numbers: bool
+) -> None:
     """List dead letters, oldest first."""
-    from worker.deadletters import DeadLetters
-    from worker.runtime import get_runtime
-
-    entries = DeadLetters(get_runtime().redis).list(code=code, limit=limit)
+    entries = _dead_letters().entries(code=code, pool=pool, since_ms=_since_ms(since), limit=limit)
     rows = [e.as_dict(show_numbers=show_numbers) for e in entries]
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
-    table = Table("id", "key", "code", "attempts", "message", "request_id")
+    table = Table("id", "when (UTC+8)", "key", "pool", "code", "tries", "message", "request_id")
     for r in rows:
-        table.add_row(r["id"], r["key"], r["code"], str(r["attempts"]), r["message"][:60], r["request_id"])
-    Console().print(table)
+        table.add_row(
+            r["id"],
+            _ts(r["dead_lettered_at"]),
+            r["key"],
+            r["pool"],
+            r["code"],
+            str(r["attempts"]),
+            r["message"][:50],
+            r["request_id"],
+        )
+    out_console().print(table)
     err_console.print(f"{len(rows)} dead letter(s)")
+
+
+@dlq.command("show")
+@click.argument("entry_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--show-numbers", is_flag=True)
+def dlq_show(entry_id: str, as_json: bool, show_numbers: bool) -> None:
+    """One dead letter in full, with its attempt history."""
+    dl = _dead_letters().get(entry_id)
+    if dl is None:
+        err_console.print(f"no dead letter {entry_id!r}", highlight=False)
+        sys.exit(4)
+    info = dl.as_dict(show_numbers=show_numbers)
+    if as_json:
+        click.echo(json.dumps(info, ensure_ascii=False, indent=2))
+        return
+    history = info.pop("history")
+    request = info.pop("request")
+    _print_result_table(info)
+    out_console().print("[bold]request[/bold]", json.dumps(request, ensure_ascii=False), highlight=False)
+    table = Table(
+        "attempt", "at (UTC+8)", "code", "http", "latency ms", "replay", "request_id", title="history"
+    )
+    for h in history:
+        table.add_row(
+            str(h.get("attempt", "")),
+            _ts(h.get("at")),
+            str(h.get("code", "")),
+            str(h.get("http_status") or ""),
+            str(h.get("latency_ms", "")),
+            str(h.get("replay", "")),
+            str(h.get("request_id", "") or h.get("from", "")),
+        )
+    out_console().print(table)
+
+
+@dlq.command("stats")
+@click.option("--json", "as_json", is_flag=True)
+def dlq_stats(as_json: bool) -> None:
+    """Total, counts by code and pool, and the age of the oldest entry."""
+    stats = _dead_letters().stats()
+    if as_json:
+        click.echo(json.dumps(stats, ensure_ascii=False, indent=2))
+        return
+    out_console().print(f"total: {stats['total']}   oldest: {stats['oldest_age_s']} s")
+    table = Table("code", "count", "account-level")
+    from worker.errors import is_account_level
+
+    for code, n in stats["by_code"].items():
+        table.add_row(code, str(n), "yes" if is_account_level(code) else "")
+    out_console().print(table)
+
+
+@dlq.command("replay")
+@selection_options
+@click.option("--rate", default=50.0, show_default=True, help="re-enqueues per second at most")
+@click.option("--force", is_flag=True, help="also replay axb.AMBIGUOUS_OUTCOME (after reconciling!)")
+@click.option("--json", "as_json", is_flag=True)
+def dlq_replay(
+    ids: tuple[str, ...],
+    code: str | None,
+    pool: str | None,
+    since: str | None,
+    select_all: bool,
+    rate: float,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """Re-enqueue dead letters under their own idempotency keys, at a bounded rate."""
+    from worker.runtime import get_runtime
+
+    dead = _dead_letters()
+    sel = _selection(ids, code, pool, since, select_all)
+    rt = get_runtime()
+    report = dead.replay(
+        dead.select(sel),
+        rt.publish,
+        rate_qps=rate,
+        force=force,
+        result_ttl_extra_s=rt.settings.result_ttl_extra_s,
+    )
+    out = {"replayed": report.replayed, "skipped": [{"id": i, "reason": r} for i, r in report.skipped]}
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+    else:
+        out_console().print(f"replayed {len(report.replayed)}, skipped {len(report.skipped)}")
+        for i, r in report.skipped:
+            err_console.print(f"  skipped {i}: {r}", highlight=False)
+
+
+@dlq.command("purge")
+@selection_options
+@click.option("--yes", is_flag=True, help="do not ask for confirmation")
+def dlq_purge(
+    ids: tuple[str, ...], code: str | None, pool: str | None, since: str | None, select_all: bool, yes: bool
+) -> None:
+    """Delete dead letters for good (asks first; leaves an audit record)."""
+    import getpass
+    import socket
+
+    dead = _dead_letters()
+    sel = _selection(ids, code, pool, since, select_all)
+    entries = dead.select(sel)
+    if not entries:
+        err_console.print("nothing matches")
+        return
+    if not yes:
+        click.confirm(
+            f"Purge {len(entries)} dead letter(s) ({sel.describe()})? This cannot be undone", abort=True
+        )
+    n = dead.purge(entries, selection=sel.describe(), user=getpass.getuser(), host=socket.gethostname())
+    out_console().print(f"purged {n} dead letter(s); audit record written")
+
+
+@dlq.command("watch")
+@click.option("--code", default=None)
+@click.option("--interval", default=1.0, show_default=True, help="seconds per poll")
+@click.option("--count", default=0, help="stop after this many new entries (0: never)")
+def dlq_watch(code: str | None, interval: float, count: int) -> None:
+    """Print new dead letters as they arrive (Ctrl-C to stop)."""
+    dead = _dead_letters()
+    last = "$"
+    seen = 0
+    err_console.print("watching for new dead letters…")
+    try:
+        while True:
+            for dl in dead.tail(last, block_ms=int(interval * 1000)):
+                last = dl.id
+                if code and dl.code != code:
+                    continue
+                seen += 1
+                out_console().print(
+                    f"{_ts(dl.dead_lettered_at)}  {dl.code:<28} key={dl.key} pool={dl.pool} "
+                    f"attempts={dl.attempts} {mask_obj(dl.message)}",
+                    highlight=False,
+                )
+                if count and seen >= count:
+                    return
+    except KeyboardInterrupt:
+        return
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,6 +7,9 @@ marks the record ``dead_lettered``; the stream is never trimmed, so nothing leav
 from __future__ import annotations
 
 import json
+import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +37,7 @@ class DeadLetter:
     http_status: int | None = None
     action: str = "bind"
     raw: str = ""
+    expires_at: int | None = None
 
     @classmethod
     def from_stream(cls, entry_id: str, f: dict[str, str]) -> DeadLetter:
@@ -88,6 +92,71 @@ class DeadLetter:
             out["raw"] = self.raw
         return out if show_numbers else mask_obj(out)
 
+    def request_expires_ms(self) -> int:
+        """The binding's Expiration in epoch ms (from the entry, else from its request)."""
+        if self.expires_at:
+            return self.expires_at
+        from worker.models import parse_bind_request
+
+        try:
+            return int(parse_bind_request(self.request, check_future=False).expiration.timestamp() * 1000)
+        except ValueError:
+            return int(time.time() * 1000)
+
+
+# --- operations: stats, replay, purge --------------------------------------------------------------
+
+_REPLAY = """
+local rec = KEYS[1]
+local st = redis.call('HGET', rec, 'status')
+if st == 'pending' or st == 'retrying' then return 2 end
+if st == 'succeeded' then return 3 end
+if not st then
+  redis.call('HSET', rec, 'key', ARGV[1], 'task_id', ARGV[2], 'request', ARGV[3], 'fingerprint', '',
+    'pool', ARGV[4], 'created_at', ARGV[5], 'expires_at', ARGV[6], 'action', ARGV[9])
+  redis.call('EXPIRE', rec, tonumber(ARGV[7]))
+end
+redis.call('HSET', rec, 'status', 'pending', 'attempts', 0, 'throttles', 0, 'starts', 0, 'published', 0,
+  'deadline', ARGV[8], 'updated_at', ARGV[5], 'code', 'axb.REPLAYED', 'message', 'replayed from ' .. ARGV[10])
+redis.call('HINCRBY', rec, 'replays', 1)
+redis.call('HDEL', rec, 'inflight', 'inflight_at', 'dlq_id', 'next_at')
+redis.call('RPUSH', KEYS[2], ARGV[11])
+return 1
+"""
+
+NEEDS_FORCE = frozenset({"axb.AMBIGUOUS_OUTCOME"})
+
+
+@dataclass
+class Selection:
+    """Which dead letters an operation applies to."""
+
+    ids: tuple[str, ...] = ()
+    code: str | None = None
+    pool: str | None = None
+    since_ms: int | None = None
+    all: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return not (self.ids or self.code or self.pool or self.since_ms or self.all)
+
+    def describe(self) -> str:
+        if self.ids:
+            return "ids " + ",".join(self.ids)
+        parts = [
+            f"code={self.code}" if self.code else "",
+            f"pool={self.pool}" if self.pool else "",
+            f"since={self.since_ms}" if self.since_ms else "",
+        ]
+        return " ".join(p for p in parts if p) or "all"
+
+
+@dataclass
+class ReplayReport:
+    replayed: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
 
 class DeadLetters:
     def __init__(self, client: redis.Redis) -> None:
@@ -100,7 +169,7 @@ class DeadLetters:
             out.append(DeadLetter.from_stream(_s(eid), f))
         return out
 
-    def list(
+    def entries(
         self,
         *,
         code: str | None = None,
@@ -130,6 +199,129 @@ class DeadLetters:
 
     def depth(self) -> int:
         return int(self.r.xlen(keys.DEAD_LETTERS))
+
+    def select(self, sel: Selection, limit: int = 1_000_000) -> list[DeadLetter]:
+        if sel.ids:
+            return [dl for dl in (self.get(i) for i in sel.ids) if dl is not None]
+        return self.entries(code=sel.code, pool=sel.pool, since_ms=sel.since_ms, limit=limit)
+
+    def stats(self) -> dict[str, Any]:
+        """Total, counts by code and by pool, and the age of the oldest entry."""
+        by_code: Counter[str] = Counter()
+        by_pool: Counter[str] = Counter()
+        oldest: int | None = None
+        start = "-"
+        while True:
+            batch = self.r.xrange(keys.DEAD_LETTERS, min=start, max="+", count=1000)
+            if not batch:
+                break
+            for dl in self._decode(batch):
+                by_code[dl.code] += 1
+                by_pool[dl.pool or "-"] += 1
+                stamp = int(dl.id.split("-", 1)[0])
+                oldest = stamp if oldest is None else min(oldest, stamp)
+            start = "(" + _s(batch[-1][0])
+        return {
+            "total": sum(by_code.values()),
+            "by_code": dict(by_code.most_common()),
+            "by_pool": dict(by_pool.most_common()),
+            "oldest_age_s": round(time.time() - oldest / 1000, 1) if oldest else None,
+        }
+
+    def replay(
+        self,
+        entries: list[DeadLetter],
+        publish: Callable[[list[str]], None],
+        *,
+        rate_qps: float = 50.0,
+        force: bool = False,
+        result_ttl_extra_s: int = 86_400,
+    ) -> ReplayReport:
+        """Re-enqueue each entry under its own key, at most ``rate_qps`` a second.
+
+        The record goes back to ``pending`` (its history kept), the message is published, and
+        only then is the entry deleted from the stream: a crash in between leaves the entry
+        where it was. Entries whose outcome is unknown (``axb.AMBIGUOUS_OUTCOME``) need
+        ``force``: replaying them may make a second binding.
+        """
+        report = ReplayReport()
+        script = self.r.register_script(_REPLAY)
+        interval = 1.0 / rate_qps if rate_qps > 0 else 0.0
+        for dl in entries:
+            if not dl.key or not dl.request:
+                report.skipped.append((dl.id, "no key or request to replay (malformed message)"))
+                continue
+            if dl.code in NEEDS_FORCE and not force:
+                report.skipped.append((dl.id, f"{dl.code}: reconcile first, then replay with --force"))
+                continue
+            started = time.monotonic()
+            expires_ms = int(dl.request_expires_ms())
+            now_ms = int(time.time() * 1000)
+            ttl_s = max(3600, (expires_ms - now_ms) // 1000 + result_ttl_extra_s)
+            hist = json.dumps({"at": now_ms, "code": "axb.REPLAYED", "from": dl.id, "attempt": 0})
+            res = script(
+                keys=[keys.bind_record(dl.key), keys.bind_history(dl.key)],
+                args=[
+                    dl.key,
+                    dl.task_id or keys.task_id_for(dl.key),
+                    json.dumps(dl.request, ensure_ascii=False),
+                    dl.pool,
+                    now_ms,
+                    expires_ms,
+                    ttl_s,
+                    expires_ms - 60_000,
+                    dl.action,
+                    dl.id,
+                    hist,
+                ],
+            )
+            if int(res) == 3:
+                self.r.xdel(keys.DEAD_LETTERS, dl.id)
+                report.skipped.append((dl.id, "the key has succeeded since; entry removed"))
+                continue
+            publish([dl.key])
+            self.r.hset(keys.bind_record(dl.key), "published", 1)
+            self.r.xdel(keys.DEAD_LETTERS, dl.id)
+            report.replayed.append(dl.id)
+            spare = interval - (time.monotonic() - started)
+            if spare > 0:
+                time.sleep(spare)
+        return report
+
+    def purge(self, entries: list[DeadLetter], *, selection: str, user: str, host: str) -> int:
+        """Delete entries for good, leaving one audit record (when, what, how many, who, where)."""
+        ids = [dl.id for dl in entries]
+        deleted = 0
+        for i in range(0, len(ids), 500):
+            deleted += int(self.r.xdel(keys.DEAD_LETTERS, *ids[i : i + 500]))
+        self.r.xadd(
+            keys.DEAD_LETTER_AUDIT,
+            {
+                "op": "purge",
+                "selection": selection,
+                "count": deleted,
+                "user": user,
+                "host": host,
+                "at": int(time.time() * 1000),
+                "ids": json.dumps(ids[:1000]),
+                "codes": json.dumps(dict(Counter(dl.code for dl in entries))),
+            },
+        )
+        return deleted
+
+    def audit(self, limit: int = 100) -> list[dict[str, str]]:
+        out = []
+        for eid, fields in self.r.xrevrange(keys.DEAD_LETTER_AUDIT, count=limit) or []:
+            out.append({"id": _s(eid), **{_s(k): _s(v) for k, v in (fields or {}).items()}})
+        return out
+
+    def tail(self, last_id: str = "$", block_ms: int = 1000) -> list[DeadLetter]:
+        """New entries after ``last_id`` (blocking up to ``block_ms``), for ``axb dlq watch``."""
+        res: Any = self.r.xread({keys.DEAD_LETTERS: last_id}, block=block_ms, count=100)
+        out: list[DeadLetter] = []
+        for _stream, batch in res or []:
+            out.extend(self._decode(batch))
+        return out
 
 
 def _s(v: Any) -> str:

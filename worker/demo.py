@@ -223,7 +223,7 @@ def _print_outcomes(env: dict[str, str], sample: Path) -> None:
     run_keys = set()
     with sample.open(newline="") as fh:
         run_keys = {r["OutId"] for r in csv.DictReader(fh)}
-    for e in DeadLetters(get_runtime().redis).list(limit=10_000):
+    for e in DeadLetters(get_runtime().redis).entries(limit=10_000):
         if e.key in run_keys:
             dl.add_row(e.id, e.key, e.code, str(e.attempts), e.message[:70])
     console.print(dl)

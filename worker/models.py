@@ -1,10 +1,29 @@
 """Pydantic models for the Dypls API: requests validated at the door, responses parsed.
 
 Field names are snake_case with the API's own names as aliases, so CSV/JSON rows that use
-``PoolKey``/``PhoneNoA``/... load directly. Validation catches what the vendor would reject and
-reports it as :class:`~worker.errors.InvalidRequestError`, naming the field and the vendor code
-(``PhoneNoA: not a mobile or landline number (isv.MOBILE_NUMBER_ILLEGAL)``). No message and no
-``repr`` ever shows a full phone number.
+``PoolKey``/``PhoneNoA``/... load directly (snake_case names work too). Values may arrive as
+CSV strings: ``"true"``/``"0"`` for booleans, ``"15"`` for integers, and an empty cell for an
+optional parameter means "not set".
+
+Validation catches what the vendor would reject and :func:`parse_bind_request` reports it as
+:class:`~worker.errors.InvalidRequestError`, naming each field by its API name and the vendor
+code the call would have earned::
+
+    PhoneNoA: not a mobile or landline number (isv.MOBILE_NUMBER_ILLEGAL)
+
+Codes: a bad number is ``isv.MOBILE_NUMBER_ILLEGAL``, a bad or too-close Expiration
+``isv.EXPIRE_DATE_ILLEGAL``, everything else ``isv.INVALID_PARAMETERS``. A required field that
+is missing, ``None`` or blank gets the code of its own format check (``is required``): phones
+``isv.MOBILE_NUMBER_ILLEGAL``, Expiration ``isv.EXPIRE_DATE_ILLEGAL``, the rest
+``isv.INVALID_PARAMETERS``.
+
+Numbers: every kind of whitespace is removed, then a ``+86``/``0086``/``86`` prefix is dropped
+when what remains is a number (``+86 0571 8899 2688``; ``+86 571 8899 2688``, the E.164 form
+without the trunk ``0``, becomes ``057188992688`` too). Hyphens are never stripped: the vendor
+calls ``0571-88992688`` illegal, and so do we. Only ASCII digits count.
+
+No error message, no ``repr``/``str`` and no :meth:`masked` view ever shows a full phone number;
+pydantic's own errors hide their input (``hide_input_in_errors``) and are never chained.
 """
 
 from __future__ import annotations
@@ -12,10 +31,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, get_args
 
 from pydantic import (
     BaseModel,
@@ -23,352 +43,738 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
+    field_serializer,
     field_validator,
     model_validator,
 )
 
 from worker.errors import FieldProblem, InvalidRequestError
-from worker.masking import mask_number, mask_obj
+from worker.masking import mask_number, mask_obj, mask_text
+
+__all__ = [
+    "CST",
+    "EXPIRATION_FORMAT",
+    "MIN_EXPIRATION_LEAD",
+    "BindAxbRequest",
+    "BindAxbResponse",
+    "CallRestrict",
+    "CallTimeoutWarning",
+    "OperateType",
+    "QuerySubscriptionDetailRequest",
+    "QuerySubscriptionDetailResponse",
+    "SecretBindDTO",
+    "SecretBindDetailDTO",
+    "UnbindSubscriptionRequest",
+    "UpdateSubscriptionRequest",
+    "VendorResponse",
+    "format_expiration",
+    "normalize_phone",
+    "parse_bind_request",
+    "parse_request",
+    "to_cst",
+]
 
 CST = timezone(timedelta(hours=8), "CST")
+"""China Standard Time (UTC+8): the zone of every ``Expiration`` the vendor reads or writes."""
 EXPIRATION_FORMAT = "%Y-%m-%d %H:%M:%S"
-MIN_LEAD = timedelta(minutes=1)
+MIN_EXPIRATION_LEAD = timedelta(minutes=1)
+"""An Expiration must lie *more* than this after now."""
 
-ILLEGAL_NUMBER = "isv.MOBILE_NUMBER_ILLEGAL"
-ILLEGAL_EXPIRE = "isv.EXPIRE_DATE_ILLEGAL"
-INVALID = "isv.INVALID_PARAMETERS"
+CALL_TIMEOUT_API_RANGE_S = (0, 180)
+CALL_TIMEOUT_SDK_RANGE_S = (5, 20)
+MAX_ID_LENGTH = 64  # OutId, OutOrderId, ASRModelId, SubsId, GroupId
+MAX_CONFIG_LENGTH = 1024  # RingConfig, DtmfConfig
+MAX_CITY_LENGTH = 32
 
-_MOBILE = re.compile(r"1[3-9]\d{9}")
-_LANDLINE = re.compile(r"0\d{9,11}")
-_POOL_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_PHONE_FIELDS = ("PhoneNoA", "PhoneNoB", "PhoneNoX")
+MOBILE_NUMBER_ILLEGAL = "isv.MOBILE_NUMBER_ILLEGAL"
+EXPIRE_DATE_ILLEGAL = "isv.EXPIRE_DATE_ILLEGAL"
+INVALID_PARAMETERS = "isv.INVALID_PARAMETERS"
 
 CallRestrict = Literal["CONTROL_AX_DISABLE", "CONTROL_BX_DISABLE", "CONTROL_CLEAR_DISABLE"]
+OperateType = Literal[
+    "updateNoA",
+    "updateNoB",
+    "updateExpire",
+    "updateAxgGroup",
+    "updateCallRestrict",
+    "updateCallDisplayType",
+    "updateOutId",
+    "updateIsRecordingEnabled",
+]
+_CALL_RESTRICTS: tuple[str, ...] = get_args(CallRestrict)
+_OPERATE_TYPES: tuple[str, ...] = get_args(OperateType)
+
+_MOBILE = re.compile(r"1[3-9][0-9]{9}")
+_LANDLINE = re.compile(r"0[0-9]{9,11}")
+# After +86 a landline drops its trunk 0: Beijing 10, then 2x and 3xx-9xx area codes.
+_NATIONAL_LANDLINE = re.compile(r"(?:10|[2-9][0-9])[0-9]{7,9}")
+_COUNTRY_PREFIXES = ("+86", "0086", "86")
+_POOL_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_INTEGER = re.compile(r"[+-]?[0-9]{1,9}")
+_TRUE = frozenset({"true", "1", "yes"})
+_FALSE = frozenset({"false", "0", "no"})
+
+# Fields whose value is a phone number: masked whole in every repr.
+_NUMBER_FIELDS = frozenset({"phone_no_a", "phone_no_b", "phone_no_x", "secret_no"})
+
+NOT_A_NUMBER = "not a mobile or landline number"
+REQUIRED = "is required"
 
 
 class CallTimeoutWarning(UserWarning):
-    """CallTimeout outside the SDK's 5-20 s (the API accepts 0-180)."""
+    """CallTimeout is inside the API's 0-180 s but outside the SDK's documented 5-20 s."""
 
 
 class _Problem(ValueError):
-    """Raised inside validators: carries the vendor code (the field comes from pydantic's loc)."""
+    """Raised inside validators: carries the vendor code and a reason that never quotes input.
 
-    def __init__(self, code: str, reason: str) -> None:
+    ``field`` is only needed from model-level validators (pydantic gives field validators a loc).
+    """
+
+    def __init__(self, code: str, reason: str, *, field: str | None = None) -> None:
         self.code = code
         self.reason = reason
-        super().__init__(reason)
+        self.field = field
+        super().__init__(f"{field}: {reason}" if field else reason)
+
+
+# --- helpers ---------------------------------------------------------------------------------------
 
 
 def normalize_phone(value: str) -> str | None:
-    """Digits of a mobile or landline number, ``+86``/``86``/``0086`` and spaces removed; None if illegal."""
-    text = value.replace(" ", "").replace("\u00a0", "")
-    candidates = [text]
-    for prefix in ("+86", "0086", "86"):
+    """The digits of a mobile (``1[3-9]`` + 9) or landline (``0`` + 9-11) number, or None if illegal.
+
+    Whitespace anywhere goes, then a ``+86``/``0086``/``86`` prefix when what remains is a number
+    (restoring a landline's trunk ``0``). Hyphens, letters and non-ASCII digits make it illegal.
+    """
+    if not isinstance(value, str):
+        return None
+    text = "".join(value.split())
+    if _is_number(text):
+        return text
+    for prefix in _COUNTRY_PREFIXES:
         if text.startswith(prefix):
-            candidates.append(text[len(prefix) :])
-    for c in candidates:
-        if _MOBILE.fullmatch(c) or _LANDLINE.fullmatch(c):
-            return c
+            rest = text[len(prefix) :]
+            if _is_number(rest):
+                return rest
+            if _NATIONAL_LANDLINE.fullmatch(rest):
+                return "0" + rest
     return None
 
 
-def format_expiration(dt: datetime) -> str:
-    return dt.astimezone(CST).strftime(EXPIRATION_FORMAT)
+def _is_number(text: str) -> bool:
+    return bool(_MOBILE.fullmatch(text) or _LANDLINE.fullmatch(text))
+
+
+def to_cst(moment: datetime) -> datetime:
+    """``moment`` in UTC+8, whole seconds; a naive datetime is taken to be UTC+8 already."""
+    if moment.utcoffset() is None:
+        moment = moment.replace(tzinfo=CST)
+    elif moment.tzinfo is not CST:
+        moment = moment.astimezone(CST)
+    return moment.replace(microsecond=0)
+
+
+def format_expiration(moment: datetime) -> str:
+    """``yyyy-MM-dd HH:mm:ss`` in UTC+8, as the vendor wants it (a naive datetime is UTC+8)."""
+    t = to_cst(moment)
+    return f"{t.year:04d}-{t.month:02d}-{t.day:02d} {t.hour:02d}:{t.minute:02d}:{t.second:02d}"
 
 
 def _parse_expiration(value: Any) -> datetime:
+    """A ``yyyy-MM-dd HH:mm:ss`` (UTC+8) or ISO 8601 string, or a datetime, as an aware UTC+8 datetime."""
     if isinstance(value, datetime):
-        return value.replace(tzinfo=CST) if value.tzinfo is None else value.astimezone(CST)
-    if not isinstance(value, str):
-        raise _Problem(ILLEGAL_EXPIRE, "must be a 'yyyy-MM-dd HH:mm:ss' string (UTC+8)")
-    text = value.strip()
+        moment = value
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            moment = datetime.strptime(text, EXPIRATION_FORMAT)
+        except ValueError:
+            try:
+                moment = datetime.fromisoformat(text)
+            except ValueError:
+                raise _Problem(EXPIRE_DATE_ILLEGAL, "must be 'yyyy-MM-dd HH:mm:ss' (UTC+8)") from None
+    else:
+        raise _Problem(EXPIRE_DATE_ILLEGAL, "must be a 'yyyy-MM-dd HH:mm:ss' string (UTC+8) or a datetime")
     try:
-        return datetime.strptime(text, EXPIRATION_FORMAT).replace(tzinfo=CST)
-    except ValueError:
-        pass
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise _Problem(ILLEGAL_EXPIRE, "must be 'yyyy-MM-dd HH:mm:ss' (UTC+8)") from None
-    return parsed.replace(tzinfo=CST) if parsed.tzinfo is None else parsed.astimezone(CST)
+        return to_cst(moment)
+    except (OverflowError, ValueError):
+        raise _Problem(EXPIRE_DATE_ILLEGAL, "is out of range") from None
 
 
-def _blank_to_none(value: Any) -> Any:
-    if isinstance(value, str) and value.strip() == "":
+def _check_future(moment: datetime, info: ValidationInfo) -> None:
+    """Demand ``moment`` lie more than a minute after now, unless the context says not to."""
+    ctx = info.context if isinstance(info.context, Mapping) else {}
+    if not ctx.get("check_future", True):
+        return
+    now = ctx.get("now")
+    if not isinstance(now, datetime):
+        now = datetime.now(UTC)
+    elif now.utcoffset() is None:
+        now = now.replace(tzinfo=CST)
+    if moment - now <= MIN_EXPIRATION_LEAD:
+        raise _Problem(EXPIRE_DATE_ILLEGAL, "must be more than 1 minute from now (UTC+8)")
+
+
+def _is_blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip() == "")
+
+
+def _phone(value: Any, *, required: bool) -> str | None:
+    if _is_blank(value):
+        if required:
+            raise _Problem(MOBILE_NUMBER_ILLEGAL, REQUIRED)
         return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    number = normalize_phone(value) if isinstance(value, str) else None
+    if number is None:
+        raise _Problem(MOBILE_NUMBER_ILLEGAL, NOT_A_NUMBER)
+    return number
+
+
+def _text(value: Any, *, required: bool = False, max_length: int = MAX_ID_LENGTH) -> str | None:
+    """A single-line string (ints accepted as their digits); blank means not set."""
+    if _is_blank(value):
+        if required:
+            raise _Problem(INVALID_PARAMETERS, REQUIRED)
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise _Problem(INVALID_PARAMETERS, "must be text")
+    text = value.strip()
+    if len(text) > max_length:
+        raise _Problem(INVALID_PARAMETERS, f"longer than {max_length} characters")
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in text):
+        raise _Problem(INVALID_PARAMETERS, "contains control characters")
+    return text
+
+
+def _pool_key(value: Any) -> str:
+    if _is_blank(value):
+        raise _Problem(INVALID_PARAMETERS, REQUIRED)
+    if not isinstance(value, str) or not _POOL_KEY.fullmatch(value.strip()):
+        raise _Problem(INVALID_PARAMETERS, "must be 1-64 letters, digits, '_' or '-'")
+    return value.strip()
+
+
+def _json_text(value: Any) -> str | None:
+    if _is_blank(value):
+        return None
+    if not isinstance(value, str):
+        raise _Problem(INVALID_PARAMETERS, "must be JSON text")
+    if len(value) > MAX_CONFIG_LENGTH:
+        raise _Problem(INVALID_PARAMETERS, f"longer than {MAX_CONFIG_LENGTH} characters")
+    if any(unicodedata.category(c) == "Cs" for c in value):
+        raise _Problem(INVALID_PARAMETERS, "must be JSON text")
+    try:
+        json.loads(value)
+    except (ValueError, RecursionError):
+        raise _Problem(INVALID_PARAMETERS, "must be JSON text") from None
     return value
 
 
-def _to_bool(value: Any) -> bool | None:
-    value = _blank_to_none(value)
-    if value is None or isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes"):
+def _bool(value: Any) -> bool | None:
+    """``True``/``False``, or CSV text ``true``/``false``/``1``/``0``/``yes``/``no`` (any case)."""
+    if _is_blank(value) or isinstance(value, bool):
+        return value if isinstance(value, bool) else None
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    text = value.strip().lower() if isinstance(value, str) else None
+    if text in _TRUE:
         return True
-    if text in ("false", "0", "no"):
+    if text in _FALSE:
         return False
-    raise _Problem(INVALID, "must be true or false")
+    raise _Problem(INVALID_PARAMETERS, "must be true or false")
 
 
-def _to_int(value: Any) -> int | None:
-    value = _blank_to_none(value)
-    if value is None:
+def _int(value: Any) -> int | None:
+    """An int, a whole float, or CSV text like ``"15"``; blank means not set."""
+    if _is_blank(value):
         return None
     if isinstance(value, bool):
-        raise _Problem(INVALID, "must be a whole number")
+        raise _Problem(INVALID_PARAMETERS, "must be a whole number")
     if isinstance(value, int):
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and re.fullmatch(r"[+-]?\d{1,6}", value.strip()):
+    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
         return int(value.strip())
-    raise _Problem(INVALID, "must be a whole number")
+    raise _Problem(INVALID_PARAMETERS, "must be a whole number")
 
 
-class _Masked(BaseModel):
-    """Base whose repr masks phone numbers."""
+def _call_display_type(value: Any) -> int | None:
+    number = _int(value)
+    if number is not None and number != 1:
+        raise _Problem(INVALID_PARAMETERS, "must be 1 (the only value the API allows)")
+    return number
 
-    def __repr_args__(self) -> Any:
+
+def _call_restrict(value: Any) -> str | None:
+    if _is_blank(value):
+        return None
+    text = value.strip() if isinstance(value, str) else None
+    if text not in _CALL_RESTRICTS:
+        raise _Problem(INVALID_PARAMETERS, "must be one of " + ", ".join(_CALL_RESTRICTS))
+    return text
+
+
+# --- base classes ------------------------------------------------------------------------------------
+
+
+class _ApiModel(BaseModel):
+    """API names as aliases; reprs, ``str()`` and :meth:`masked` never show a full number."""
+
+    model_config = ConfigDict(populate_by_name=True, hide_input_in_errors=True)
+
+    def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
         for name, value in super().__repr_args__():
-            yield name, mask_obj(value) if isinstance(value, str | dict | list) else value
+            if name in _NUMBER_FIELDS and isinstance(value, str) and value:
+                yield name, mask_number(value)
+            elif isinstance(value, str | dict | list | tuple):
+                yield name, mask_obj(value)
+            else:
+                yield name, value
+
+    def masked(self) -> dict[str, Any]:
+        """JSON-friendly dict with API names, phone numbers masked: safe for logs and CLI output."""
+        out: dict[str, Any] = mask_obj(self.model_dump(by_alias=True, exclude_none=True, mode="json"))
+        return out
 
 
-class BindAxbRequest(_Masked):
-    model_config = ConfigDict(populate_by_name=True, frozen=True, extra="forbid", str_strip_whitespace=True)
+class _ApiRequest(_ApiModel):
+    """A request the worker sends: frozen, unknown parameters refused."""
+
+    model_config = ConfigDict(populate_by_name=True, hide_input_in_errors=True, frozen=True, extra="forbid")
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """API names, set fields only, JSON-friendly; :func:`parse_request` loads it back."""
+        out: dict[str, Any] = self.model_dump(by_alias=True, exclude_none=True, mode="json")
+        return out
+
+    def to_api_params(self) -> dict[str, str]:
+        """The query parameters to sign and send: API names, set fields only, bools ``true``/``false``."""
+        out: dict[str, str] = {}
+        for name, value in self.to_json_dict().items():
+            if isinstance(value, bool):
+                out[name] = "true" if value else "false"
+            else:
+                out[name] = str(value)
+        return out
+
+
+# --- BindAxb -------------------------------------------------------------------------------------------
+
+
+class BindAxbRequest(_ApiRequest):
+    """One BindAxb call: binds A and B to an X number from the pool ``PoolKey`` until ``Expiration``."""
 
     pool_key: str = Field(alias="PoolKey")
     phone_no_a: str = Field(alias="PhoneNoA")
     phone_no_b: str = Field(alias="PhoneNoB")
     expiration: datetime = Field(alias="Expiration")
     phone_no_x: str | None = Field(default=None, alias="PhoneNoX")
-    expect_city: str | None = Field(default=None, alias="ExpectCity", max_length=32)
+    expect_city: str | None = Field(default=None, alias="ExpectCity")
     is_recording_enabled: bool | None = Field(default=None, alias="IsRecordingEnabled")
-    out_id: str | None = Field(default=None, alias="OutId", max_length=64)
-    out_order_id: str | None = Field(default=None, alias="OutOrderId", max_length=64)
+    out_id: str | None = Field(default=None, alias="OutId")
+    out_order_id: str | None = Field(default=None, alias="OutOrderId")
     call_display_type: int | None = Field(default=None, alias="CallDisplayType")
     call_restrict: CallRestrict | None = Field(default=None, alias="CallRestrict")
     call_timeout: int | None = Field(default=None, alias="CallTimeout")
     asr_status: bool | None = Field(default=None, alias="ASRStatus")
-    asr_model_id: str | None = Field(default=None, alias="ASRModelId", max_length=64)
-    ring_config: str | None = Field(default=None, alias="RingConfig", max_length=1024)
-    dtmf_config: str | None = Field(default=None, alias="DtmfConfig", max_length=1024)
-
-    @field_validator(
-        "phone_no_x",
-        "expect_city",
-        "out_id",
-        "out_order_id",
-        "call_restrict",
-        "asr_model_id",
-        "ring_config",
-        "dtmf_config",
-        mode="before",
-    )
-    @classmethod
-    def _blank_optional(cls, v: Any) -> Any:
-        return _blank_to_none(v)
+    asr_model_id: str | None = Field(default=None, alias="ASRModelId")
+    ring_config: str | None = Field(default=None, alias="RingConfig")
+    dtmf_config: str | None = Field(default=None, alias="DtmfConfig")
 
     @field_validator("pool_key", mode="before")
     @classmethod
-    def _pool_key(cls, v: Any) -> str:
-        if not isinstance(v, str) or not _POOL_KEY.fullmatch(v.strip()):
-            raise _Problem(INVALID, "must be 1-64 letters, digits, '_' or '-'")
-        return v.strip()
+    def _v_pool_key(cls, v: Any) -> str:
+        return _pool_key(v)
 
-    @field_validator("phone_no_a", "phone_no_b", "phone_no_x", mode="before")
+    @field_validator("phone_no_a", "phone_no_b", mode="before")
     @classmethod
-    def _phone(cls, v: Any) -> Any:
-        if v is None:
-            return None
-        if isinstance(v, int) and not isinstance(v, bool):
-            v = str(v)
-        if not isinstance(v, str):
-            raise _Problem(ILLEGAL_NUMBER, "not a mobile or landline number")
-        number = normalize_phone(v)
-        if number is None:
-            raise _Problem(ILLEGAL_NUMBER, "not a mobile or landline number")
-        return number
+    def _v_required_phone(cls, v: Any) -> str | None:
+        return _phone(v, required=True)
+
+    @field_validator("phone_no_x", mode="before")
+    @classmethod
+    def _v_phone_x(cls, v: Any) -> str | None:
+        return _phone(v, required=False)
 
     @field_validator("expiration", mode="before")
     @classmethod
-    def _expiration(cls, v: Any, info: ValidationInfo) -> datetime:
-        dt = _parse_expiration(v)
-        ctx = info.context or {}
-        if ctx.get("check_future", True):
-            now = ctx.get("now") or datetime.now(UTC)
-            if dt - now <= MIN_LEAD:
-                raise _Problem(ILLEGAL_EXPIRE, "must be more than 1 minute from now (UTC+8)")
-        return dt
+    def _v_expiration(cls, v: Any, info: ValidationInfo) -> datetime:
+        if _is_blank(v):
+            raise _Problem(EXPIRE_DATE_ILLEGAL, REQUIRED)
+        moment = _parse_expiration(v)
+        _check_future(moment, info)
+        return moment
+
+    @field_validator("expect_city", mode="before")
+    @classmethod
+    def _v_city(cls, v: Any) -> str | None:
+        city = _text(v, max_length=MAX_CITY_LENGTH)
+        if city is not None and city.endswith("市"):
+            raise _Problem(INVALID_PARAMETERS, "city name without the 市 suffix (北京, not 北京市)")
+        return city
+
+    @field_validator("out_id", "out_order_id", "asr_model_id", mode="before")
+    @classmethod
+    def _v_ids(cls, v: Any) -> str | None:
+        return _text(v)
 
     @field_validator("is_recording_enabled", "asr_status", mode="before")
     @classmethod
-    def _bools(cls, v: Any) -> bool | None:
-        return _to_bool(v)
+    def _v_bools(cls, v: Any) -> bool | None:
+        return _bool(v)
 
     @field_validator("call_display_type", mode="before")
     @classmethod
-    def _display(cls, v: Any) -> int | None:
-        n = _to_int(v)
-        if n is not None and n != 1:
-            raise _Problem(INVALID, "must be 1")
-        return n
+    def _v_display(cls, v: Any) -> int | None:
+        return _call_display_type(v)
+
+    @field_validator("call_restrict", mode="before")
+    @classmethod
+    def _v_restrict(cls, v: Any) -> str | None:
+        return _call_restrict(v)
 
     @field_validator("call_timeout", mode="before")
     @classmethod
-    def _timeout(cls, v: Any) -> int | None:
-        n = _to_int(v)
-        if n is None:
+    def _v_timeout(cls, v: Any) -> int | None:
+        seconds = _int(v)
+        if seconds is None:
             return None
-        if not 0 <= n <= 180:
-            raise _Problem(INVALID, "must be 0-180 seconds")
-        if not 5 <= n <= 20:
-            warnings.warn(f"CallTimeout={n} is outside the SDK's 5-20 s", CallTimeoutWarning, stacklevel=2)
-        return n
+        low, high = CALL_TIMEOUT_API_RANGE_S
+        if not low <= seconds <= high:
+            raise _Problem(INVALID_PARAMETERS, f"must be {low}-{high} seconds")
+        sdk_low, sdk_high = CALL_TIMEOUT_SDK_RANGE_S
+        if not sdk_low <= seconds <= sdk_high:
+            warnings.warn(
+                f"CallTimeout={seconds} s is outside the SDK's documented {sdk_low}-{sdk_high} s"
+                f" (the API accepts {low}-{high})",
+                CallTimeoutWarning,
+                stacklevel=2,
+            )
+        return seconds
 
-    @field_validator("expect_city")
+    @field_validator("ring_config", "dtmf_config", mode="before")
     @classmethod
-    def _city(cls, v: str | None) -> str | None:
-        if v is not None and v.endswith("市"):
-            raise _Problem(INVALID, "city name without the suffix (北京, not 北京市)")
-        return v
-
-    @field_validator("ring_config", "dtmf_config")
-    @classmethod
-    def _json_text(cls, v: str | None) -> str | None:
-        if v is not None:
-            try:
-                json.loads(v)
-            except ValueError:
-                raise _Problem(INVALID, "must be JSON text") from None
-        return v
+    def _v_json(cls, v: Any) -> str | None:
+        return _json_text(v)
 
     @model_validator(mode="after")
-    def _a_differs_from_b(self) -> BindAxbRequest:
+    def _v_a_differs_from_b(self) -> BindAxbRequest:
         if self.phone_no_a == self.phone_no_b:
-            raise ValueError("PhoneNoB:must differ from PhoneNoA")
+            raise _Problem(INVALID_PARAMETERS, "must differ from PhoneNoA", field="PhoneNoB")
         return self
 
-    # --- output ----------------------------------------------------------------------------------
+    @field_serializer("expiration", when_used="json")
+    def _s_expiration(self, value: datetime) -> str:
+        return format_expiration(value)
 
-    def to_api_params(self) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for name, value in self.model_dump(by_alias=True, exclude_none=True).items():
-            if isinstance(value, bool):
-                out[name] = "true" if value else "false"
-            elif isinstance(value, datetime):
-                out[name] = format_expiration(value)
-            else:
-                out[name] = str(value)
-        return out
-
-    def to_json_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = self.model_dump(by_alias=True, exclude_none=True)
-        out["Expiration"] = format_expiration(self.expiration)
-        return out
-
-    def masked(self) -> dict[str, Any]:
-        out = self.to_json_dict()
-        for name in _PHONE_FIELDS:
-            if out.get(name):
-                out[name] = mask_number(out[name])
-        return out
+    # --- derived views -----------------------------------------------------------------------------
 
     def fingerprint(self) -> str:
+        """SHA-256 (hex) of the canonical API parameters: equal exactly when the vendor call is equal."""
         canonical = json.dumps(self.to_api_params(), sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     def default_idempotency_key(self) -> str:
+        """``OutId`` if set, else ``h:`` + 32 hex digits of SHA-256(PoolKey|A|B|Expiration)."""
         if self.out_id:
             return self.out_id
         raw = "|".join([self.pool_key, self.phone_no_a, self.phone_no_b, format_expiration(self.expiration)])
         return "h:" + hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
-_ALIASES = {name: f.alias or name for name, f in BindAxbRequest.model_fields.items()}
-_DEFAULT_CODE = {
-    "PhoneNoA": ILLEGAL_NUMBER,
-    "PhoneNoB": ILLEGAL_NUMBER,
-    "PhoneNoX": ILLEGAL_NUMBER,
-    "Expiration": ILLEGAL_EXPIRE,
+# --- UnbindSubscription / UpdateSubscription / QuerySubscriptionDetail -------------------------------
+
+
+class UnbindSubscriptionRequest(_ApiRequest):
+    """Ends a binding; ``isv.SUBS_NOT_EXIST`` in the answer means it was already gone."""
+
+    pool_key: str = Field(alias="PoolKey")
+    secret_no: str = Field(alias="SecretNo")
+    subs_id: str = Field(alias="SubsId")
+
+    @field_validator("pool_key", mode="before")
+    @classmethod
+    def _v_pool_key(cls, v: Any) -> str:
+        return _pool_key(v)
+
+    @field_validator("secret_no", mode="before")
+    @classmethod
+    def _v_secret_no(cls, v: Any) -> str | None:
+        return _phone(v, required=True)
+
+    @field_validator("subs_id", mode="before")
+    @classmethod
+    def _v_subs_id(cls, v: Any) -> str | None:
+        return _text(v, required=True)
+
+
+class QuerySubscriptionDetailRequest(_ApiRequest):
+    """Looks a binding up by its X number and subscription id."""
+
+    pool_key: str = Field(alias="PoolKey")
+    phone_no_x: str = Field(alias="PhoneNoX")
+    subs_id: str = Field(alias="SubsId")
+
+    @field_validator("pool_key", mode="before")
+    @classmethod
+    def _v_pool_key(cls, v: Any) -> str:
+        return _pool_key(v)
+
+    @field_validator("phone_no_x", mode="before")
+    @classmethod
+    def _v_phone_x(cls, v: Any) -> str | None:
+        return _phone(v, required=True)
+
+    @field_validator("subs_id", mode="before")
+    @classmethod
+    def _v_subs_id(cls, v: Any) -> str | None:
+        return _text(v, required=True)
+
+
+# Which parameter each OperateType needs (updateOutId may clear OutId, so it needs none).
+_UPDATE_NEEDS: dict[str, str] = {
+    "updateNoA": "phone_no_a",
+    "updateNoB": "phone_no_b",
+    "updateExpire": "expiration",
+    "updateAxgGroup": "group_id",
+    "updateCallRestrict": "call_restrict",
+    "updateCallDisplayType": "call_display_type",
+    "updateIsRecordingEnabled": "is_recording_enabled",
 }
 
 
-def _problems(exc: ValidationError) -> list[FieldProblem]:
+class UpdateSubscriptionRequest(_ApiRequest):
+    """Changes one aspect of a binding, chosen by ``OperateType`` (``updateExpire`` + ``Expiration``, ...)."""
+
+    pool_key: str = Field(alias="PoolKey")
+    subs_id: str = Field(alias="SubsId")
+    phone_no_x: str = Field(alias="PhoneNoX")
+    operate_type: OperateType = Field(alias="OperateType")
+    expiration: datetime | None = Field(default=None, alias="Expiration")
+    phone_no_a: str | None = Field(default=None, alias="PhoneNoA")
+    phone_no_b: str | None = Field(default=None, alias="PhoneNoB")
+    out_id: str | None = Field(default=None, alias="OutId")
+    group_id: str | None = Field(default=None, alias="GroupId")
+    call_restrict: CallRestrict | None = Field(default=None, alias="CallRestrict")
+    call_display_type: int | None = Field(default=None, alias="CallDisplayType")
+    is_recording_enabled: bool | None = Field(default=None, alias="IsRecordingEnabled")
+    asr_status: bool | None = Field(default=None, alias="ASRStatus")
+    asr_model_id: str | None = Field(default=None, alias="ASRModelId")
+    ring_config: str | None = Field(default=None, alias="RingConfig")
+
+    @field_validator("pool_key", mode="before")
+    @classmethod
+    def _v_pool_key(cls, v: Any) -> str:
+        return _pool_key(v)
+
+    @field_validator("subs_id", mode="before")
+    @classmethod
+    def _v_subs_id(cls, v: Any) -> str | None:
+        return _text(v, required=True)
+
+    @field_validator("phone_no_x", mode="before")
+    @classmethod
+    def _v_phone_x(cls, v: Any) -> str | None:
+        return _phone(v, required=True)
+
+    @field_validator("operate_type", mode="before")
+    @classmethod
+    def _v_operate_type(cls, v: Any) -> str:
+        if _is_blank(v):
+            raise _Problem(INVALID_PARAMETERS, REQUIRED)
+        text = v.strip() if isinstance(v, str) else ""
+        if text not in _OPERATE_TYPES:
+            raise _Problem(INVALID_PARAMETERS, "must be one of " + ", ".join(_OPERATE_TYPES))
+        return text
+
+    @field_validator("expiration", mode="before")
+    @classmethod
+    def _v_expiration(cls, v: Any, info: ValidationInfo) -> datetime | None:
+        if _is_blank(v):
+            return None
+        moment = _parse_expiration(v)
+        _check_future(moment, info)
+        return moment
+
+    @field_validator("phone_no_a", "phone_no_b", mode="before")
+    @classmethod
+    def _v_phones(cls, v: Any) -> str | None:
+        return _phone(v, required=False)
+
+    @field_validator("out_id", "group_id", "asr_model_id", mode="before")
+    @classmethod
+    def _v_ids(cls, v: Any) -> str | None:
+        return _text(v)
+
+    @field_validator("call_restrict", mode="before")
+    @classmethod
+    def _v_restrict(cls, v: Any) -> str | None:
+        return _call_restrict(v)
+
+    @field_validator("call_display_type", mode="before")
+    @classmethod
+    def _v_display(cls, v: Any) -> int | None:
+        return _call_display_type(v)
+
+    @field_validator("is_recording_enabled", "asr_status", mode="before")
+    @classmethod
+    def _v_bools(cls, v: Any) -> bool | None:
+        return _bool(v)
+
+    @field_validator("ring_config", mode="before")
+    @classmethod
+    def _v_json(cls, v: Any) -> str | None:
+        return _json_text(v)
+
+    @model_validator(mode="after")
+    def _v_operation_has_its_parameter(self) -> UpdateSubscriptionRequest:
+        needed = _UPDATE_NEEDS.get(self.operate_type)
+        if needed is not None and getattr(self, needed) is None:
+            alias = type(self).model_fields[needed].alias or needed
+            raise _Problem(INVALID_PARAMETERS, f"{REQUIRED} for OperateType={self.operate_type}", field=alias)
+        return self
+
+    @field_serializer("expiration", when_used="json")
+    def _s_expiration(self, value: datetime | None) -> str | None:
+        return None if value is None else format_expiration(value)
+
+
+# --- parsing: ValidationError -> InvalidRequestError ----------------------------------------------
+
+_Request = TypeVar("_Request", bound=_ApiRequest)
+
+# A missing required field gets the code of its own format check.
+_MISSING_CODE = {
+    "PhoneNoA": MOBILE_NUMBER_ILLEGAL,
+    "PhoneNoB": MOBILE_NUMBER_ILLEGAL,
+    "PhoneNoX": MOBILE_NUMBER_ILLEGAL,
+    "SecretNo": MOBILE_NUMBER_ILLEGAL,
+    "Expiration": EXPIRE_DATE_ILLEGAL,
+}
+
+
+def _problems(exc: ValidationError, model: type[BaseModel]) -> list[FieldProblem]:
+    """One :class:`FieldProblem` per pydantic error, by API name; never quotes an input value."""
+    aliases = {name: f.alias or name for name, f in model.model_fields.items()}
+    action = model.__name__.removesuffix("Request")
     out: list[FieldProblem] = []
-    for err in exc.errors(include_input=False, include_url=False):
-        loc = [str(x) for x in err.get("loc", ())]
-        field = _ALIASES.get(loc[0], loc[0]) if loc else ""
-        cause = (err.get("ctx") or {}).get("error")
+    for err in exc.errors(include_url=False, include_input=False, include_context=True):
+        loc = err.get("loc", ())
+        field = mask_text(aliases.get(str(loc[0]), str(loc[0]))) if loc else ""
         etype = err.get("type", "")
+        cause = (err.get("ctx") or {}).get("error")
         if isinstance(cause, _Problem):
-            out.append(FieldProblem(field, cause.code, cause.reason))
+            out.append(FieldProblem(cause.field or field or "request", cause.code, cause.reason))
         elif etype == "missing":
-            out.append(FieldProblem(field, _DEFAULT_CODE.get(field, INVALID), "is required"))
+            out.append(FieldProblem(field, _MISSING_CODE.get(field, INVALID_PARAMETERS), REQUIRED))
         elif etype == "extra_forbidden":
-            out.append(FieldProblem(field, INVALID, "is not a BindAxb parameter"))
-        elif etype == "literal_error":
-            out.append(
-                FieldProblem(
-                    field, INVALID, "must be CONTROL_AX_DISABLE, CONTROL_BX_DISABLE or CONTROL_CLEAR_DISABLE"
-                )
-            )
-        elif etype == "string_too_long":
-            limit = (err.get("ctx") or {}).get("max_length")
-            out.append(FieldProblem(field, INVALID, f"longer than {limit} characters"))
-        elif not loc and isinstance(cause, ValueError) and ":" in str(cause):
-            name, _, reason = str(cause).partition(":")
-            out.append(FieldProblem(name, INVALID, reason))
+            out.append(FieldProblem(field, INVALID_PARAMETERS, f"is not a {action} parameter"))
+        elif etype == "invalid_key":
+            out.append(FieldProblem(field or "request", INVALID_PARAMETERS, "parameter names must be text"))
         else:
-            out.append(FieldProblem(field, _DEFAULT_CODE.get(field, INVALID), f"invalid ({etype})"))
+            code = _MISSING_CODE.get(field, INVALID_PARAMETERS)
+            out.append(FieldProblem(field or "request", code, f"is invalid ({etype})"))
     return out
+
+
+def parse_request(
+    model: type[_Request],
+    data: Mapping[str, Any] | _Request,
+    *,
+    check_future: bool = True,
+    now: datetime | None = None,
+) -> _Request:
+    """Validate ``data`` (API or field names) into ``model``, or raise :class:`InvalidRequestError`.
+
+    ``check_future=False`` skips the "Expiration more than a minute ahead" rule (for requests
+    reloaded from storage); ``now`` replaces the clock for that rule. An instance of ``model`` is
+    returned as is when the rule is skipped, and re-checked against ``now`` otherwise.
+    """
+    if isinstance(data, model):
+        if not check_future:
+            return data
+        data = data.to_json_dict()
+    if not isinstance(data, Mapping):
+        raise InvalidRequestError.single(
+            "request", INVALID_PARAMETERS, f"must be a mapping of {model.__name__} parameters"
+        )
+    problems: list[FieldProblem] = []
+    try:
+        return model.model_validate(dict(data), context={"check_future": check_future, "now": now})
+    except ValidationError as exc:
+        problems = _problems(exc, model)
+    # Raised outside the except block: the pydantic error (which holds the inputs) is not chained.
+    raise InvalidRequestError(problems) from None
 
 
 def parse_bind_request(
     data: Mapping[str, Any] | BindAxbRequest, *, check_future: bool = True, now: datetime | None = None
 ) -> BindAxbRequest:
-    """Validate ``data`` (API or field names) into a :class:`BindAxbRequest` or raise
-    :class:`InvalidRequestError` naming each bad field and the vendor code it would cause."""
-    if isinstance(data, BindAxbRequest):
-        if not check_future:
-            return data
-        data = data.to_json_dict()
-    if not isinstance(data, Mapping):
-        raise InvalidRequestError(
-            [FieldProblem("request", INVALID, "must be a mapping of BindAxb parameters")]
-        )
-    try:
-        return BindAxbRequest.model_validate(dict(data), context={"check_future": check_future, "now": now})
-    except ValidationError as exc:
-        problems = _problems(exc)
-    raise InvalidRequestError(problems)
+    """Validate a BindAxb request or raise :class:`InvalidRequestError` naming each bad field and
+    the vendor code the call would have earned; see :func:`parse_request`."""
+    return parse_request(BindAxbRequest, data, check_future=check_future, now=now)
 
 
-# --- responses -------------------------------------------------------------------------------------
+# --- responses ---------------------------------------------------------------------------------------
 
 
-class SecretBindDTO(_Masked):
-    model_config = ConfigDict(populate_by_name=True, extra="allow", frozen=True)
+def _id_text(value: Any) -> Any:
+    """Vendor ids arrive as strings, but tolerate JSON numbers."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+class _ApiResponse(_ApiModel):
+    """A vendor answer: unknown keys are kept (``extra="allow"``), never refused."""
+
+    model_config = ConfigDict(populate_by_name=True, hide_input_in_errors=True, extra="allow")
+
+
+class SecretBindDTO(_ApiResponse):
+    """What a successful BindAxb returns: the X number, the subscription id, an extension or ``""``."""
+
+    model_config = ConfigDict(populate_by_name=True, hide_input_in_errors=True, extra="allow", frozen=True)
 
     secret_no: str = Field(alias="SecretNo")
     subs_id: str = Field(alias="SubsId")
-    extension: str | None = Field(default="", alias="Extension")
+    extension: str = Field(default="", alias="Extension")
+
+    @field_validator("secret_no", "subs_id", mode="before")
+    @classmethod
+    def _v_ids(cls, v: Any) -> Any:
+        return _id_text(v)
+
+    @field_validator("extension", mode="before")
+    @classmethod
+    def _v_extension(cls, v: Any) -> Any:
+        return "" if v is None else _id_text(v)
 
 
-class VendorResponse(_Masked):
-    model_config = ConfigDict(populate_by_name=True, extra="allow")
+class VendorResponse(_ApiResponse):
+    """The common answer shape (UnbindSubscription, UpdateSubscription, errors)."""
 
     request_id: str = Field(default="", alias="RequestId")
     code: str = Field(default="", alias="Code")
     message: str | None = Field(default="", alias="Message")
+
+    @property
+    def ok(self) -> bool:
+        return self.code == "OK"
 
 
 class BindAxbResponse(VendorResponse):
     secret_bind_dto: SecretBindDTO | None = Field(default=None, alias="SecretBindDTO")
 
 
-class SecretBindDetailDTO(_Masked):
-    model_config = ConfigDict(populate_by_name=True, extra="allow")
+class SecretBindDetailDTO(_ApiResponse):
+    """A binding as QuerySubscriptionDetail describes it (``Status`` 1 active, 0 expired)."""
 
     status: int | None = Field(default=None, alias="Status")
     expire_date: str | None = Field(default=None, alias="ExpireDate")
@@ -378,42 +784,23 @@ class SecretBindDetailDTO(_Masked):
     gmt_create: str | None = Field(default=None, alias="GmtCreate")
     need_record: bool | None = Field(default=None, alias="NeedRecord")
     subs_id: str | None = Field(default=None, alias="SubsId")
+    extension: str | None = Field(default=None, alias="Extension")
+    call_restrict: str | None = Field(default=None, alias="CallRestrict")
+    asr_status: bool | None = Field(default=None, alias="ASRStatus")
+    asr_model_id: str | None = Field(default=None, alias="ASRModelId")
+    group_id: str | None = Field(default=None, alias="GroupId")
+
+    @field_validator(
+        "phone_no_a", "phone_no_b", "phone_no_x", "subs_id", "extension", "group_id", mode="before"
+    )
+    @classmethod
+    def _v_ids(cls, v: Any) -> Any:
+        return _id_text(v)
+
+    @property
+    def active(self) -> bool:
+        return self.status == 1
 
 
 class QuerySubscriptionDetailResponse(VendorResponse):
     secret_bind_detail_dto: SecretBindDetailDTO | None = Field(default=None, alias="SecretBindDetailDTO")
-
-
-class UnbindSubscriptionRequest(_Masked):
-    model_config = ConfigDict(populate_by_name=True, frozen=True, extra="forbid")
-
-    pool_key: str = Field(alias="PoolKey", min_length=1)
-    secret_no: str = Field(alias="SecretNo", min_length=1)
-    subs_id: str = Field(alias="SubsId", min_length=1)
-
-    def to_api_params(self) -> dict[str, str]:
-        return {str(k): str(v) for k, v in self.model_dump(by_alias=True).items()}
-
-
-class UpdateSubscriptionRequest(_Masked):
-    model_config = ConfigDict(populate_by_name=True, frozen=True, extra="forbid")
-
-    pool_key: str = Field(alias="PoolKey", min_length=1)
-    subs_id: str = Field(alias="SubsId", min_length=1)
-    phone_no_x: str = Field(alias="PhoneNoX", min_length=1)
-    operate_type: str = Field(alias="OperateType", min_length=1)
-    expiration: datetime | None = Field(default=None, alias="Expiration")
-    phone_no_a: str | None = Field(default=None, alias="PhoneNoA")
-    phone_no_b: str | None = Field(default=None, alias="PhoneNoB")
-    out_id: str | None = Field(default=None, alias="OutId")
-
-    @field_validator("expiration", mode="before")
-    @classmethod
-    def _expiration(cls, v: Any) -> datetime | None:
-        return None if v is None else _parse_expiration(v)
-
-    def to_api_params(self) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for name, value in self.model_dump(by_alias=True, exclude_none=True).items():
-            out[name] = format_expiration(value) if isinstance(value, datetime) else str(value)
-        return out

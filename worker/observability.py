@@ -54,7 +54,6 @@ def init_sentry(settings: Settings) -> bool:
     sentry_sdk.init(
         dsn=settings.sentry_dsn.get_secret_value(),
         integrations=[CeleryIntegration(), LoggingIntegration(event_level=logging.ERROR)],
-        send_default_pii=False,
         include_local_variables=True,  # useful, and scrubbed by before_send
         before_send=scrub,
         before_breadcrumb=scrub_breadcrumb,
@@ -74,7 +73,7 @@ def report_dead_letter(
     import sentry_sdk
 
     level: Literal["fatal", "error"] = "fatal" if is_account_level(code) else "error"
-    with sentry_sdk.new_scope() as scope:
+    with sentry_sdk.isolation_scope() as scope:
         scope.set_tag("vendor_code", code)
         scope.set_tag("pool", pool or "-")
         scope.set_tag("account_level", str(is_account_level(code)).lower())
@@ -89,5 +88,6 @@ def report_dead_letter(
                 "message": message,
             },
         )
-        scope.level = level
-        sentry_sdk.capture_message(f"dead letter: {code}: {message}", level=level)
+        scope.set_level(level)
+        event_id = scope.capture_message(f"dead letter: {code}: {message}", level=level)
+    log.debug("sentry event %s for dead letter %s", event_id, dlq_id)

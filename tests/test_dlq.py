@@ -8,7 +8,6 @@ import sys
 import time
 from typing import Any
 
-import pytest
 from click.testing import CliRunner
 from pydantic import SecretStr
 
@@ -169,7 +168,7 @@ def test_watch_prints_new_dead_letters_as_they_arrive(celery_worker: Any, simula
 def test_each_dead_letter_is_one_sentry_event_without_personal_data(
     celery_worker: Any, simulator: Any, pipeline: Runtime
 ) -> None:
-    """One event per dead letter, tagged and fingerprinted by code; account codes are fatal; retries silent."""
+    """One event per dead letter, tagged and fingerprinted by code; account codes fatal; retries silent."""
     import sentry_sdk
 
     from worker.observability import init_sentry
@@ -202,5 +201,5 @@ def test_each_dead_letter_is_one_sentry_event_without_personal_data(
     assert {e["level"] for e in by_code["isv.POOLKEY_NOT_EXISTS"]} == {"error"}
     assert {e["tags"]["pool"] for e in by_code["isv.POOLKEY_NOT_EXISTS"]} == {"FC999999999"}
     text = capture.all_text()
-    assert not any(n in text for n in RAW + ["13800000070", "13900000070"])
+    assert not any(n in text for n in [*RAW, "13800000070", "13900000070"])
     assert pipeline.settings.secret() not in text

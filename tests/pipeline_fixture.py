@@ -88,7 +88,14 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         out = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", "worker", "-l", "WARNING", *self.args],
+            [
+                sys.executable,
+                "-m",
+                "worker.cli",
+                "worker",
+                *(() if "-l" in self.args else ("-l", "WARNING")),
+                *self.args,
+            ],
             env=self.env,
             cwd=ROOT,
             stdout=out,

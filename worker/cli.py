@@ -6,7 +6,9 @@ Phone numbers are masked in every output unless ``--show-numbers`` is given.
 from __future__ import annotations
 
 import json
+import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
@@ -223,9 +225,13 @@ def worker(
     s = get_settings()
     check_settings(s)
     setup_logging(s)
+    pool = pool_type or s.worker_pool
+    if s.metrics_port and pool == "prefork" and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Children count into files that the main process aggregates when /metrics is scraped.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="axb-metrics-")
     argv = [
         "worker",
-        f"--pool={pool_type or s.worker_pool}",
+        f"--pool={pool}",
         f"--concurrency={concurrency or s.worker_concurrency}",
         f"--loglevel={loglevel or s.log_level}",
         f"--queues={s.queue}",

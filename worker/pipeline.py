@@ -109,11 +109,11 @@ def _dead_letter(rt: Runtime, key: str, *, code: str, message: str, **kw: Any) -
     )
 
 
-def _finish(rt: Runtime, key: str) -> Outcome:
+def _finish(rt: Runtime, key: str, latency_ms: float | None = None) -> Outcome:
     rec = rt.store.get(key)
     if rec is None:
         return Outcome(key, "missing")
-    _log_outcome(rec)
+    _log_outcome(rec, latency_ms)
     return Outcome(key, rec.status, rec.code, rec.attempts)
 
 
@@ -234,11 +234,11 @@ def _on_error(
             " the binding may exist; reconcile before replaying",
             **common,
         )
-        return _finish(rt, key)
+        return _finish(rt, key, latency_ms)
 
     if handling in (Handling.TERMINAL, Handling.ACCOUNT):
         _dead_letter(rt, key, code=err.code, message=err.vendor_message or str(err), **common)
-        return _finish(rt, key)
+        return _finish(rt, key, latency_ms)
 
     if handling is Handling.CLOCK and rec.code == err.code:
         _dead_letter(
@@ -248,7 +248,7 @@ def _on_error(
             message="the vendor rejected our timestamp twice: check this host's clock",
             **common,
         )
-        return _finish(rt, key)
+        return _finish(rt, key, latency_ms)
 
     ambiguous = isinstance(err, AmbiguousVendorError)
     # Keep the stored signed request while its fate is unknown: the lost first copy (this
@@ -276,7 +276,7 @@ def _on_error(
         why = "retries exhausted" if exhausted else "no time left before the deadline"
         code = errors.AMBIGUOUS_OUTCOME if keep_inflight else err.code
         _dead_letter(rt, key, code=code, message=f"{why}; last: {err.code}: {err.vendor_message}", **common)
-        return _finish(rt, key)
+        return _finish(rt, key, latency_ms)
 
     RETRIES.labels(err.code).inc()
     rt.store.schedule(

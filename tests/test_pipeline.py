@@ -99,10 +99,11 @@ def test_the_same_key_enqueued_three_times_concurrently_makes_one_binding(
     """Three concurrent producers, one key: one vendor binding, the same SecretBindDTO for all."""
     barrier = threading.Barrier(3)
     handles: list[Any] = []
+    same = request(5)
 
     def produce() -> None:
         barrier.wait()
-        handles.append(enqueue_bind(request(5)))
+        handles.append(enqueue_bind(same))
 
     threads = [threading.Thread(target=produce) for _ in range(3)]
     for t in threads:
@@ -119,8 +120,9 @@ def test_the_same_key_enqueued_three_times_concurrently_makes_one_binding(
 
 def test_enqueueing_a_finished_key_again_makes_no_new_call(celery_worker: Any, simulator: Any) -> None:
     """After success, the same key returns the stored result without calling the vendor."""
-    first = enqueue_bind(request(6)).result(timeout=15)
-    second_handle = enqueue_bind(request(6))
+    same = request(6)
+    first = enqueue_bind(same).result(timeout=15)
+    second_handle = enqueue_bind(same)
     assert not second_handle.created
     assert second_handle.result(timeout=5).dto == first.dto
     time.sleep(0.3)

@@ -191,3 +191,27 @@ def test_an_answer_lost_after_the_bind_was_made_is_not_bound_again(
     assert len(bindings_for(simulator, "order-11")) == 1
     codes = [c["code"] for c in calls_for(simulator, "order-11")]
     assert codes.count("OK") == 1 and "SignatureNonceUsed" in codes
+
+
+def test_wrong_credentials_stop_the_cluster_calling_instead_of_storming(
+    celery_worker: Any, simulator: Any, pipeline: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An account-level refusal holds every other bind (with a clear reason) until a probe succeeds."""
+    from tests.pipeline_fixture import apply_env
+    from tests.simulator_fixture import fixture_config
+    from worker.producer import enqueue_binds
+
+    apply_env(monkeypatch, {"AXB_ACCESS_KEY_SECRET": "a-wrong-secret", "AXB_ACCOUNT_HALT_S": "1.5"})
+    handles = enqueue_binds([request(700 + i) for i in range(20)]).handles
+    time.sleep(1.0)
+    refused = [c for c in simulator.ledger()["calls"] if c["code"] == "SignatureDoesNotMatch"]
+    assert 1 <= len(refused) <= 8  # at most the calls already in flight, not one per bind
+    held = [h.status() for h in handles]
+    assert sum(1 for r in held if r and r.status == "dead_lettered") == len(refused)
+    waiting = [r for r in held if r and not r.done]
+    assert waiting and all("held" in r.message and r.code == "SignatureDoesNotMatch" for r in waiting)
+
+    simulator.reset(fixture_config(access_key_secret="a-wrong-secret"))  # the account is fixed
+    results = [h.result(timeout=20) for h in handles]
+    assert sum(r.ok for r in results) == 20 - len(refused)
+    assert len(simulator.ledger()["calls"]) == 20 - len(refused)  # no call was wasted after the fix

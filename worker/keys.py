@@ -40,6 +40,11 @@ def rate_penalty(scope: str) -> str:
     return f"{PREFIX}:rl:{{{scope}}}:penalty"
 
 
+def account_halt(account: str) -> str:
+    """String: set while the vendor refuses ``account``; every worker holds its calls."""
+    return f"{PREFIX}:halt:{account}"
+
+
 def task_id_for(key: str, action: str = "bind") -> str:
     """Celery task id derived from the idempotency key: the same key, the same task id."""
     return str(uuid.uuid5(_TASK_NS, f"{action}:{key}"))

@@ -166,6 +166,24 @@ def _attempt(rt: Runtime, rec: BindRecord) -> Outcome:
         _dead_letter(rt, key, code=err.code, message=str(err))
         return _finish(rt, key)
 
+    # --- the account breaker: after an account-level refusal, the cluster holds its calls -------
+    halt = rt.store.account_halt(s.access_key_id)
+    if halt is not None:
+        until_ms, code, reason = halt
+        due = until_ms + random.randint(0, 500)
+        if due >= rec.deadline:
+            _dead_letter(rt, key, code=code, message=f"held until the deadline: {reason}")
+            return _finish(rt, key)
+        rt.store.schedule(
+            key,
+            due_ms=due,
+            status=rec.status or PENDING,
+            code=code,
+            message=f"held: {reason}",
+            keep_inflight=True,
+        )
+        return Outcome(key, rec.status, code, rec.attempts)
+
     # --- the cluster-wide rate limit -----------------------------------------------------------
     reservation = rt.limiter.reserve(limits, max_wait_s=s.inline_wait_max_s)
     if not reservation.granted:
@@ -236,6 +254,10 @@ def _on_error(
         )
         return _finish(rt, key, latency_ms)
 
+    if handling is Handling.ACCOUNT:
+        # The vendor refuses the account itself: every other call would fail the same way.
+        # Hold the whole cluster's calls for a while instead of storming; one probe per pause.
+        rt.store.halt_account(s.access_key_id, err.code, err.vendor_message or str(err), s.account_halt_s)
     if handling in (Handling.TERMINAL, Handling.ACCOUNT):
         _dead_letter(rt, key, code=err.code, message=err.vendor_message or str(err), **common)
         return _finish(rt, key, latency_ms)

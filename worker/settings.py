@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     # An unanswered signed request may be replayed (same nonce) for this long; the vendor
     # keeps nonces for 15 minutes and rejects timestamps 15 minutes off.
     replay_window_s: float = Field(default=600.0, gt=0)
+    # After an account-level refusal (bad credentials, closed account), the cluster holds its
+    # calls this long, then lets one probe through.
+    account_halt_s: float = Field(default=60.0, gt=0)
     result_ttl_extra_s: int = Field(default=86_400, ge=0)
     worker_pool: Literal["threads", "prefork", "solo", "gevent", "eventlet"] = "threads"
     worker_concurrency: int = Field(default=32, ge=1)

@@ -368,6 +368,19 @@ class BindStore:
             return _s(res)
         return None
 
+    def halt_account(self, account: str, code: str, message: str, seconds: float) -> None:
+        """Hold every worker's calls for ``account`` for ``seconds`` (after an account-level code)."""
+        until = now_ms() + int(seconds * 1000)
+        reason = f"{code} at {time.strftime('%H:%M:%S')}: {message}; calls paused cluster-wide"
+        self.r.set(keys.account_halt(account), json.dumps([until, code, reason]), px=int(seconds * 1000))
+
+    def account_halt(self, account: str) -> tuple[int, str, str] | None:
+        raw = self.r.get(keys.account_halt(account))
+        if not raw:
+            return None
+        until, code, reason = json.loads(raw)
+        return int(until), str(code), str(reason)
+
     def delayed_due_at(self, key: str) -> float | None:
         score = self.r.zscore(keys.DELAYED, key)
         return float(score) if score is not None else None

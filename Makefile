@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test lint typecheck demo clean
+.PHONY: venv test lint typecheck demo chaos clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m worker.demo
+
+# The reliability scenarios with a batch of 10,000 binds each (make test runs small ones).
+chaos: $(STAMP)
+	AXB_CHAOS_FULL=1 $(BIN)/python -m pytest -q -s tests/test_chaos.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info .axb-demo

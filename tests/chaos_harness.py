@@ -119,8 +119,12 @@ class ChaosRun:
                 where.append("inflight")
             where.append(f"starts={rec.starts}")
             out[" ".join(where)] += 1
-        return {"stuck": dict(out), "queue": r.llen(self.rt.settings.queue), "unacked": r.hlen("unacked"),
-                "unacked_mutex": r.exists("unacked_mutex")}
+        return {
+            "stuck": dict(out),
+            "queue": r.llen(self.rt.settings.queue),
+            "unacked": r.hlen("unacked"),
+            "unacked_mutex": r.exists("unacked_mutex"),
+        }
 
     def check(self, recover_s: float | None = None) -> Report:
         rep = Report(accepted=len(self.keys), recover_s=recover_s)

@@ -132,3 +132,63 @@ def test_vendor_faults_make_no_silent_duplicates(chaos: Runtime, simulator: Any,
     # Faults applied after the bind (slow, reset, truncated, missing DTO) are never retried blindly:
     # each such bind either proved the first copy never arrived or was listed for reconciliation.
     assert rep.succeeded + rep.dead_lettered == run.n
+
+
+def test_redis_restarted_and_connections_killed_mid_batch_lose_nothing(
+    chaos: Runtime, simulator: Any, tmp_path: Path, redis_server: Any
+) -> None:
+    """Redis restarts (AOF on) and CLIENT KILL mid-batch: workers and producers reconnect; nothing lost."""
+    import redis as redis_lib
+
+    run = ChaosRun(chaos, simulator, batch_size(300), f"rd-{uuid.uuid4().hex[:4]}")
+    worker = WorkerProcess(axb_env(), "-c", "8", log_path=tmp_path / "w.log").start()
+    try:
+        run.enqueue(expiration())
+        wait_until(lambda: run.unfinished() < run.n * 0.8, timeout=60)
+        redis_server.restart()
+        restarted = time.monotonic()
+        wait_until(lambda: run.unfinished() < run.n * 0.5, timeout=90)
+        admin = redis_lib.Redis.from_url(redis_server.url)
+        admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        admin.close()
+        more = ChaosRun(chaos, simulator, 20, f"rd2-{uuid.uuid4().hex[:4]}")
+        more.enqueue(expiration())  # the producer reconnects by itself
+        recover = run.wait(120, since=restarted)
+        assert recover is not None, run.diagnose()
+        assert more.wait(60) is not None, more.diagnose()
+    finally:
+        worker.stop()
+    rep = run.check(recover)
+    print(rep.row("Redis restart + CLIENT KILL"))
+    assert rep.lost == 0 and rep.silent_duplicates == 0 and rep.duplicated == 0
+    assert more.check().lost == 0
+
+
+def test_a_poison_message_is_dead_lettered_after_a_few_deliveries(
+    pipeline: Runtime, simulator: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A bind that kills its worker process every time ends as axb.POISON_MESSAGE; the others bind."""
+    apply_env(
+        monkeypatch,
+        {
+            **CHAOS_ENV,
+            "AXB_HARD_TIME_LIMIT_S": "4",
+            "AXB_SOFT_TIME_LIMIT_S": "3",
+            "AXB_VISIBILITY_TIMEOUT_S": "10",
+            "AXB_FAULT_KILL_ON_KEY": "poison-0",
+        },
+    )
+    run = ChaosRun(pipeline, simulator, 30, "poison")
+    worker = WorkerProcess(axb_env(), "--pool", "prefork", "-c", "2", log_path=tmp_path / "w.log").start()
+    try:
+        run.enqueue(expiration())
+        recover = run.wait(120)
+        assert recover is not None, run.diagnose()
+    finally:
+        worker.stop()
+    rep = run.check(recover)
+    print(rep.row("poison message"))
+    assert rep.lost == 0 and rep.duplicated == 0
+    assert rep.codes == {"axb.POISON_MESSAGE": 1} and rep.succeeded == 29
+    rec = pipeline.store.get("poison-0")
+    assert rec is not None and rec.attempts == 0  # it never reached the vendor

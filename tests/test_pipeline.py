@@ -215,3 +215,25 @@ def test_wrong_credentials_stop_the_cluster_calling_instead_of_storming(
     results = [h.result(timeout=20) for h in handles]
     assert sum(r.ok for r in results) == 20 - len(refused)
     assert len(simulator.ledger()["calls"]) == 20 - len(refused)  # no call was wasted after the fix
+
+
+def test_malformed_messages_put_straight_on_the_queue_are_dead_lettered(
+    celery_worker: Any, simulator: Any, pipeline: Runtime
+) -> None:
+    """Messages we did not write (no key, wrong types, extra args) go to the dead letters; work goes on."""
+    from worker.celery_app import app
+
+    q = pipeline.settings.queue
+    app.send_task("axb.bind", args=[], queue=q)
+    app.send_task("axb.bind", args=[12345], queue=q)
+    app.send_task("axb.bind", args=["k", "extra"], kwargs={"PhoneNoA": "13800000123"}, queue=q)
+    app.send_task("axb.bind", args=["no-such-key"], queue=q)
+    res = enqueue_bind(request(80)).result(timeout=15)
+    assert res.ok
+    dead = DeadLetters(pipeline.redis)
+    deadline = time.monotonic() + 10
+    while len(dead.entries()) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    entries = dead.entries()
+    assert [e.code for e in entries] == [errors.MALFORMED_MESSAGE] * 3
+    assert all("13800000123" not in e.raw for e in entries)

@@ -16,7 +16,9 @@ Why a bind is never silently made twice:
 from __future__ import annotations
 
 import logging
+import os
 import random
+import signal
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -84,11 +86,20 @@ def run_bind(rt: Runtime, key: str, delivery: str) -> Outcome:
                 message=f"{starts - 1} deliveries died mid-attempt; not delivered again",
             )
             return _finish(rt, key)
+        _fault_injection(key)
         outcome = _attempt(rt, rec)
         rt.store.note_finish(key)
         return outcome
     finally:
         rt.store.release_lease(key, delivery)
+
+
+def _fault_injection(key: str) -> None:
+    """For the chaos suite only: ``AXB_FAULT_KILL_ON_KEY=<key>`` makes this process die (SIGKILL)
+    in the middle of that key's attempt, every time: a poison message. Off unless set."""
+    target = os.environ.get("AXB_FAULT_KILL_ON_KEY")
+    if target and target == key:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _dead_letter(rt: Runtime, key: str, *, code: str, message: str, **kw: Any) -> None:

@@ -30,6 +30,7 @@ CHAOS_ENV = {
     "AXB_INLINE_WAIT_MAX_S": "0.5",
     "AXB_RATE_LIMIT_QPS": "400",
     "AXB_RATE_LIMIT_BURST": "20",
+    "AXB_WATCHDOG_S": "10",
 }
 
 
@@ -109,9 +110,9 @@ class ChaosRun:
             if rec is None or rec.terminal:
                 continue
             where = [rec.status]
-            if r.zscore(k.DELAYED, key) is not None:
+            if r.zscore(k.delayed(self.rt.settings.queue), key) is not None:
                 where.append("delayed")
-            if r.zscore(k.DELAYED_CLAIMED, key) is not None:
+            if r.zscore(k.delayed_claimed(self.rt.settings.queue), key) is not None:
                 where.append("claimed")
             if r.exists(k.bind_lease(key)):
                 where.append("leased")

@@ -16,7 +16,7 @@ from tests.chaos_harness import CHAOS_ENV, ChaosRun, batch_size
 from tests.pipeline_fixture import WorkerProcess, apply_env, axb_env, wait_until
 from worker.runtime import Runtime
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
 
 def expiration() -> str:
@@ -141,7 +141,7 @@ def test_redis_restarted_and_connections_killed_mid_batch_lose_nothing(
     import redis as redis_lib
 
     run = ChaosRun(chaos, simulator, batch_size(300), f"rd-{uuid.uuid4().hex[:4]}")
-    worker = WorkerProcess(axb_env(), "-c", "8", log_path=tmp_path / "w.log").start()
+    worker = WorkerProcess(axb_env(), "-c", "8", "-l", "INFO", log_path=tmp_path / "w.log").start()
     try:
         run.enqueue(expiration())
         wait_until(lambda: run.unfinished() < run.n * 0.8, timeout=60)

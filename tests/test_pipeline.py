@@ -237,3 +237,48 @@ def test_malformed_messages_put_straight_on_the_queue_are_dead_lettered(
     entries = dead.entries()
     assert [e.code for e in entries] == [errors.MALFORMED_MESSAGE] * 3
     assert all("13800000123" not in e.raw for e in entries)
+
+
+def test_a_message_lost_by_the_broker_or_never_published_is_sent_again_by_the_watchdog(
+    pipeline: Runtime, simulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A message popped by a worker killed before kombu recorded it, and a producer that died
+    between recording and publishing: the watchdog publishes both again; each binds once."""
+    from celery.contrib.testing.worker import start_worker
+
+    from tests.pipeline_fixture import apply_env
+    from worker.celery_app import app
+    from worker.producer import _prepare
+    from worker.runtime import get_runtime, start_pump, stop_pump
+
+    apply_env(monkeypatch, {"AXB_WATCHDOG_S": "1"})
+    rt = get_runtime()
+    lost = enqueue_bind(request(90))
+    assert rt.redis.delete(rt.settings.queue) == 1  # its message is gone, as in kombu's pop→unacked gap
+    # A producer that wrote the record and died before publishing.
+    prep = _prepare(request(91), None, None, rt)
+    assert rt.store.create_many([prep.row])[0].created
+    assert rt.redis.llen(rt.settings.queue) == 0
+
+    with start_worker(
+        app,
+        pool="threads",
+        concurrency=4,
+        perform_ping_check=False,
+        loglevel="WARNING",
+        queues=[rt.settings.queue],
+    ):
+        start_pump()
+        try:
+            assert lost.result(timeout=20).ok
+            res = get_result("order-91")
+            deadline = time.monotonic() + 20
+            while (res is None or not res.done) and time.monotonic() < deadline:
+                time.sleep(0.05)
+                res = get_result("order-91")
+            assert res is not None and res.ok
+        finally:
+            stop_pump()
+    assert len(bindings_for(simulator, "order-90")) == 1
+    assert len(bindings_for(simulator, "order-91")) == 1
+    assert rt.redis.zcard(f"axb:watch:{rt.settings.queue}") == 0  # finished keys are unwatched

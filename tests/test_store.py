@@ -53,7 +53,7 @@ def test_a_terminal_record_never_leaves_its_state(redis_client: redis.Redis) -> 
     rec = store.get("k2")
     assert rec is not None and rec.status == SUCCEEDED and rec.inflight is None
     assert redis_client.xlen(keys.DEAD_LETTERS) == 0
-    assert redis_client.zscore(keys.DELAYED, "k2") is None
+    assert redis_client.zscore(keys.delayed("axb.bind"), "k2") is None
 
 
 def test_dead_lettering_writes_the_record_and_the_stream_together(redis_client: redis.Redis) -> None:
@@ -67,7 +67,7 @@ def test_dead_lettering_writes_the_record_and_the_stream_together(redis_client: 
         code="isp.SYSTEM_ERROR",
         hist={"attempt": 1, "code": "isp.SYSTEM_ERROR"},
     )
-    assert redis_client.zscore(keys.DELAYED, "k3") is not None
+    assert redis_client.zscore(keys.delayed("axb.bind"), "k3") is not None
     store.begin_attempt("k3", None)
     entry_id = store.dead_letter(
         "k3",
@@ -79,7 +79,7 @@ def test_dead_lettering_writes_the_record_and_the_stream_together(redis_client: 
     assert entry_id
     rec = store.get("k3")
     assert rec is not None and rec.status == DEAD_LETTERED and rec.dlq_id == entry_id
-    assert redis_client.zscore(keys.DELAYED, "k3") is None
+    assert redis_client.zscore(keys.delayed("axb.bind"), "k3") is None
     ((eid, fields),) = redis_client.xrange(keys.DEAD_LETTERS)
     assert eid == entry_id
     assert fields["code"] == "isv.POOLKEY_NOT_EXISTS" and fields["attempts"] == "2"
@@ -123,7 +123,7 @@ def test_the_pump_publishes_due_keys_once_and_recovers_stale_claims(redis_client
     q.schedule("later", now_ms() + 60_000)
     assert pump.run_once() == 1
     assert published == ["due"]
-    assert redis_client.zcard(keys.DELAYED_CLAIMED) == 0
+    assert redis_client.zcard(keys.delayed_claimed("axb.bind")) == 0
     assert pump.run_once() == 0
 
     q.schedule("orphan", now_ms() - 1)
@@ -143,6 +143,53 @@ def test_a_failing_publish_leaves_the_claim_for_recovery(redis_client: redis.Red
     q.schedule("k", now_ms() - 1)
     with pytest.raises(ConnectionError):
         pump.run_once()
-    assert redis_client.zscore(keys.DELAYED_CLAIMED, "k") is not None
+    assert redis_client.zscore(keys.delayed_claimed("axb.bind"), "k") is not None
     assert q.recover_stale(older_than_ms=0) == 1
-    assert redis_client.zscore(keys.DELAYED, "k") is not None
+    assert redis_client.zscore(keys.delayed("axb.bind"), "k") is not None
+
+
+def test_the_watchdog_republishes_only_keys_whose_message_is_nowhere(redis_client: redis.Redis) -> None:
+    """Lost → published again; queued, unacknowledged, leased, delayed → left alone; finished → unwatched."""
+    from worker.delay import Watchdog
+
+    q = "axb.wd"
+    store = BindStore(redis_client, q, watch_s=0.001)
+    for k in ("lost", "queued", "unacked", "leased", "delayed", "done"):
+        store.create_many([_row(k)])
+    assert redis_client.zcard(keys.watch(q)) == 6
+    # What kombu's Redis transport stores: the list entry and the unacked hash entry.
+    redis_client.lpush(q, json.dumps({"body": "e30=", "headers": {"id": keys.task_id_for("queued")}}))
+    redis_client.hset(
+        "unacked", "tag-1", json.dumps([{"headers": {"id": keys.task_id_for("unacked")}}, "", q])
+    )
+    store.acquire_lease("leased", "d1", 30)
+    DelayQueue(redis_client, q).schedule("delayed", now_ms() + 60_000)
+    store.succeed("done", {"SecretNo": "x"}, "rid", int(now_ms() / 1000) + 60, None)
+
+    published: list[str] = []
+    wd = Watchdog(redis_client, q, watch_s=30, publish=published.extend)
+    import time
+
+    time.sleep(0.01)
+    assert wd.sweep() == 1
+    assert published == ["lost"]
+    watched = dict(redis_client.zrange(keys.watch(q), 0, -1, withscores=True))
+    assert set(watched) == {"lost", "queued", "unacked", "leased", "delayed"}  # "done" unwatched
+    assert min(watched.values()) > now_ms() + 20_000  # looked at again one period later
+    assert wd.sweep() == 0  # nothing overdue now
+
+
+def test_the_watchdog_trusts_a_backlog_too_long_to_scan(redis_client: redis.Redis) -> None:
+    """With more messages queued than it may scan, an overdue key is assumed queued, not republished."""
+    from worker.delay import Watchdog
+
+    q = "axb.wd2"
+    store = BindStore(redis_client, q, watch_s=0.001)
+    store.create_many([_row("k")])
+    redis_client.rpush(q, *[b"{}"] * 5)
+    published: list[str] = []
+    import time
+
+    time.sleep(0.01)
+    assert Watchdog(redis_client, q, watch_s=30, publish=published.extend, scan_max=3).sweep() == 0
+    assert published == [] and redis_client.zscore(keys.watch(q), "k") is not None

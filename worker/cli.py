@@ -514,6 +514,8 @@ def dlq_replay(
         rate_qps=rate,
         force=force,
         result_ttl_extra_s=rt.settings.result_ttl_extra_s,
+        queue=rt.settings.queue,
+        watch_s=rt.settings.watchdog_s,
     )
     out = {"replayed": report.replayed, "skipped": [{"id": i, "reason": r} for i, r in report.skipped]}
     if as_json:

@@ -121,6 +121,7 @@ redis.call('HSET', rec, 'status', 'pending', 'attempts', 0, 'throttles', 0, 'sta
 redis.call('HINCRBY', rec, 'replays', 1)
 redis.call('HDEL', rec, 'inflight', 'inflight_at', 'dlq_id', 'next_at')
 redis.call('RPUSH', KEYS[2], ARGV[11])
+redis.call('ZADD', KEYS[3], tonumber(ARGV[12]), ARGV[1])
 return 1
 """
 
@@ -236,6 +237,8 @@ class DeadLetters:
         rate_qps: float = 50.0,
         force: bool = False,
         result_ttl_extra_s: int = 86_400,
+        queue: str = "axb.bind",
+        watch_s: float = 60.0,
     ) -> ReplayReport:
         """Re-enqueue each entry under its own key, at most ``rate_qps`` a second.
 
@@ -260,7 +263,7 @@ class DeadLetters:
             ttl_s = max(3600, (expires_ms - now_ms) // 1000 + result_ttl_extra_s)
             hist = json.dumps({"at": now_ms, "code": "axb.REPLAYED", "from": dl.id, "attempt": 0})
             res = script(
-                keys=[keys.bind_record(dl.key), keys.bind_history(dl.key)],
+                keys=[keys.bind_record(dl.key), keys.bind_history(dl.key), keys.watch(queue)],
                 args=[
                     dl.key,
                     dl.task_id or keys.task_id_for(dl.key),
@@ -273,6 +276,7 @@ class DeadLetters:
                     dl.action,
                     dl.id,
                     hist,
+                    now_ms + int(watch_s * 1000),
                 ],
             )
             if int(res) == 3:

@@ -23,8 +23,26 @@ def bind_history(key: str) -> str:
     return f"{PREFIX}:hist:{key}"
 
 
-DELAYED = f"{PREFIX}:delayed"  # zset key -> due time (ms): retries and long limiter waits
-DELAYED_CLAIMED = f"{PREFIX}:delayed:claimed"  # zset key -> claim time (ms), until published
+def delayed(queue: str) -> str:
+    """Zset key -> due time (ms): retries and long limiter waits of binds on ``queue``."""
+    return f"{PREFIX}:delayed:{queue}"
+
+
+def delayed_claimed(queue: str) -> str:
+    """Zset key -> claim time (ms): keys a pump took from the delay set, until published."""
+    return f"{PREFIX}:delayed:{queue}:claimed"
+
+
+def watch(queue: str) -> str:
+    """Zset key -> check time (ms): every accepted, unfinished key of ``queue`` (the watchdog's)."""
+    return f"{PREFIX}:watch:{queue}"
+
+
+def watchdog_lock(queue: str) -> str:
+    """String: held by the one pump running the watchdog sweep of ``queue``."""
+    return f"{PREFIX}:watchdog:{queue}"
+
+
 DEAD_LETTERS = f"{PREFIX}:dlq"  # stream of dead letters, never trimmed
 DEAD_LETTER_AUDIT = f"{PREFIX}:dlq:audit"  # stream of purge / replay audit records
 BACKFILL_PREFIX = f"{PREFIX}:backfill"

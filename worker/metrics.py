@@ -30,6 +30,9 @@ VENDOR_LATENCY = Histogram(
     ["action", "outcome"],
     buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10),
 )
+REPUBLISHED = Counter(
+    "axb_watchdog_republished_total", "Keys the watchdog found with no message anywhere and published again"
+)
 LIMITER_WAIT = Histogram(
     "axb_rate_limiter_wait_seconds",
     "Time a call waited for the cluster-wide rate limiter",
@@ -48,7 +51,7 @@ class RedisCollector(Collector):
         try:
             pipe = self.client.pipeline(transaction=False)
             pipe.llen(self.queue)
-            pipe.zcard(keys.DELAYED)
+            pipe.zcard(keys.delayed(self.queue))
             pipe.xlen(keys.DEAD_LETTERS)
             pipe.xrange(keys.DEAD_LETTERS, count=1)
             queued, delayed, depth, first = pipe.execute()

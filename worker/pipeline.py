@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from worker import errors, keys
+from worker import errors
 from worker.errors import AmbiguousVendorError, Handling, InvalidRequestError, VendorError
 from worker.metrics import BINDS, LIMITER_WAIT, RETRIES, VENDOR_LATENCY
 from worker.models import parse_bind_request
@@ -74,7 +74,7 @@ def run_bind(rt: Runtime, key: str, delivery: str) -> Outcome:
     if not rt.store.acquire_lease(key, delivery, lease_s):
         # Another delivery is working on it (or died holding the lease): look again once the
         # lease has run out. Never drop the message on the floor.
-        rt.redis.zadd(keys.DELAYED, {key: now_ms() + int(lease_s * 1000)}, gt=True)
+        rt.redis.zadd(rt.store.delayed_key, {key: now_ms() + int(lease_s * 1000)}, gt=True)
         return Outcome(key, "busy", rec.code, rec.attempts)
     try:
         starts = rt.store.note_start(key)

@@ -15,7 +15,7 @@ import redis
 
 from worker import keys
 from worker.client import DyplsClient
-from worker.delay import DelayQueue, Pump
+from worker.delay import DelayQueue, Pump, Watchdog
 from worker.limiter import Limit, RateLimiter
 from worker.masking import mask_text
 from worker.settings import Settings, get_settings
@@ -45,8 +45,8 @@ class Runtime:
         return cls(
             settings=settings,
             redis=client,
-            store=BindStore(client),
-            delay=DelayQueue(client),
+            store=BindStore(client, settings.queue, settings.watchdog_s),
+            delay=DelayQueue(client, settings.queue),
             limiter=RateLimiter(client),
         )
 
@@ -123,7 +123,13 @@ def start_pump() -> Pump:
     global _pump
     rt = get_runtime()
     if _pump is None:
-        _pump = Pump(rt.delay, rt.publish)
+        # Sweep a few times per watch period, but not more than once a second; the lock lets
+        # one pump of the cluster sweep a queue at a time.
+        every_ms = int(min(5_000, max(1_000, rt.settings.watchdog_s * 250)))
+        watchdog = Watchdog(
+            rt.redis, rt.settings.queue, rt.settings.watchdog_s, rt.publish, lock_ms=int(every_ms * 0.9)
+        )
+        _pump = Pump(rt.delay, rt.publish, watchdog=watchdog, watchdog_every_ms=every_ms)
     _pump.start()
     return _pump
 

@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     # calls this long, then lets one probe through.
     account_halt_s: float = Field(default=60.0, gt=0)
     result_ttl_extra_s: int = Field(default=86_400, ge=0)
+    # Every accepted key is watched until it finishes. A key with no message anywhere (not on
+    # the queue, not unacknowledged, not delayed, not leased) this long after it was accepted
+    # or last seen is published again: a message lost between Redis and a killed worker, or a
+    # producer that died between recording and publishing, cannot strand a bind.
+    watchdog_s: float = Field(default=60.0, gt=0)
     worker_pool: Literal["threads", "prefork", "solo", "gevent", "eventlet"] = "threads"
     worker_concurrency: int = Field(default=32, ge=1)
 

@@ -41,6 +41,7 @@ redis.call('HSET', KEYS[1], 'key', ARGV[1], 'task_id', ARGV[2], 'request', ARGV[
   'deadline', ARGV[7], 'expires_at', ARGV[8], 'status', 'pending', 'attempts', 0,
   'published', 0, 'action', ARGV[10])
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[9]))
+redis.call('ZADD', KEYS[2], tonumber(ARGV[11]), ARGV[1])
 return {1, ARGV[4], 'pending', '0'}
 """
 
@@ -56,7 +57,7 @@ redis.call('HSET', KEYS[1], 'last_attempt_at', ARGV[2], 'updated_at', ARGV[2])
 return redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 """
 
-# KEYS: record, history, delayed. ARGV: result-json, request_id, now, expire-at-seconds, hist-json
+# KEYS: record, history, delayed, watch. ARGV: result-json, request_id, now, expire-at-seconds, hist-json
 _SUCCEED = """
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return -1 end
@@ -67,7 +68,9 @@ redis.call('HDEL', KEYS[1], 'inflight', 'inflight_at')
 if ARGV[5] ~= '' then redis.call('RPUSH', KEYS[2], ARGV[5]) end
 redis.call('EXPIREAT', KEYS[1], tonumber(ARGV[4]))
 redis.call('EXPIREAT', KEYS[2], tonumber(ARGV[4]))
-redis.call('ZREM', KEYS[3], redis.call('HGET', KEYS[1], 'key'))
+local k = redis.call('HGET', KEYS[1], 'key')
+redis.call('ZREM', KEYS[3], k)
+redis.call('ZREM', KEYS[4], k)
 return 1
 """
 
@@ -89,7 +92,7 @@ redis.call('ZADD', KEYS[3], tonumber(ARGV[2]), redis.call('HGET', KEYS[1], 'key'
 return 1
 """
 
-# KEYS: record, history, delayed, dlq. ARGV: code, message, request_id, http, now, hist-json,
+# KEYS: record, history, delayed, dlq, watch. ARGV: code, message, request_id, http, now, hist-json,
 #       extra-json
 _DEAD_LETTER = """
 local st = redis.call('HGET', KEYS[1], 'status')
@@ -109,6 +112,7 @@ redis.call('HSET', KEYS[1], 'status', 'dead_lettered', 'code', ARGV[1], 'message
   'request_id', ARGV[3], 'http_status', ARGV[4], 'dead_lettered_at', ARGV[5],
   'updated_at', ARGV[5], 'dlq_id', id)
 redis.call('ZREM', KEYS[3], r[1])
+redis.call('ZREM', KEYS[5], r[1])
 return id
 """
 
@@ -208,8 +212,12 @@ class CreateOutcome:
 class BindStore:
     """Typed access to bind records; every mutation is atomic."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, queue: str = "axb.bind", watch_s: float = 60.0) -> None:
         self.r = client
+        self.queue = queue
+        self.delayed_key = keys.delayed(queue)
+        self.watch_key = keys.watch(queue)
+        self.watch_ms = int(watch_s * 1000)
         self._create = client.register_script(_CREATE)
         self._begin = client.register_script(_BEGIN_ATTEMPT)
         self._succeed = client.register_script(_SUCCEED)
@@ -226,7 +234,7 @@ class BindStore:
         ts = now_ms()
         for row in rows:
             self._create(
-                keys=[keys.bind_record(row["key"])],
+                keys=[keys.bind_record(row["key"]), self.watch_key],
                 args=[
                     row["key"],
                     row["task_id"],
@@ -238,6 +246,7 @@ class BindStore:
                     row["expires_at"],
                     row["ttl_s"],
                     action,
+                    ts + self.watch_ms,
                 ],
                 client=pipe,
             )
@@ -303,7 +312,7 @@ class BindStore:
     ) -> int:
         return int(
             self._succeed(
-                keys=[keys.bind_record(key), keys.bind_history(key), keys.DELAYED],
+                keys=[keys.bind_record(key), keys.bind_history(key), self.delayed_key, self.watch_key],
                 args=[json.dumps(result), request_id, now_ms(), expire_at_s, _hist(hist)],
             )
         )
@@ -324,7 +333,7 @@ class BindStore:
     ) -> int:
         return int(
             self._schedule(
-                keys=[keys.bind_record(key), keys.bind_history(key), keys.DELAYED],
+                keys=[keys.bind_record(key), keys.bind_history(key), self.delayed_key],
                 args=[
                     status,
                     due_ms,
@@ -353,7 +362,13 @@ class BindStore:
     ) -> str | None:
         """Move ``key`` to the dead letters; returns the stream id (None if already terminal)."""
         res = self._dead(
-            keys=[keys.bind_record(key), keys.bind_history(key), keys.DELAYED, keys.DEAD_LETTERS],
+            keys=[
+                keys.bind_record(key),
+                keys.bind_history(key),
+                self.delayed_key,
+                keys.DEAD_LETTERS,
+                self.watch_key,
+            ],
             args=[
                 code,
                 message,
@@ -382,7 +397,7 @@ class BindStore:
         return int(until), str(code), str(reason)
 
     def delayed_due_at(self, key: str) -> float | None:
-        score = self.r.zscore(keys.DELAYED, key)
+        score = self.r.zscore(self.delayed_key, key)
         return float(score) if score is not None else None
 
 

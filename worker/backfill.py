@@ -86,7 +86,16 @@ def iter_rows(path: Path, fmt: str) -> Iterator[Row]:
     with _open_text(path) as fh:
         reader = csv.reader(fh)
         header: list[str] | None = None
-        for record in reader:
+        while True:
+            try:
+                record = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                # A cell beyond csv's field limit, or quoting gone wrong: reject what the reader
+                # consumed and carry on with the next line.
+                yield Row(reader.line_num, None, f"unreadable CSV: {exc}", "")
+                continue
             n = reader.line_num
             if header is None:
                 if not any(c.strip() for c in record):

@@ -39,18 +39,18 @@ _BIND_FIELDS: list[tuple[str, str, Any, str]] = [
     ("--expiration", "Expiration", str, "yyyy-MM-dd HH:mm:ss, China Standard Time (UTC+8)"),
     ("--phone-no-x", "PhoneNoX", str, "bind on this X number"),
     ("--expect-city", "ExpectCity", str, "preferred city for X, without suffix (北京)"),
-    ("--is-recording-enabled", "IsRecordingEnabled", click.BOOL, "record calls (true/false)"),
+    ("--is-recording-enabled", "IsRecordingEnabled", str, "record calls (true/false)"),
     ("--out-id", "OutId", str, "business id, echoed in call records (default idempotency key)"),
     ("--out-order-id", "OutOrderId", str, "order id"),
-    ("--call-display-type", "CallDisplayType", int, "fixed value 1"),
+    ("--call-display-type", "CallDisplayType", str, "fixed value 1"),
     (
         "--call-restrict",
         "CallRestrict",
-        click.Choice(["CONTROL_AX_DISABLE", "CONTROL_BX_DISABLE", "CONTROL_CLEAR_DISABLE"]),
-        "call restriction",
+        str,
+        "CONTROL_AX_DISABLE, CONTROL_BX_DISABLE or CONTROL_CLEAR_DISABLE",
     ),
-    ("--call-timeout", "CallTimeout", int, "ring timeout in seconds (5-20)"),
-    ("--asr-status", "ASRStatus", click.BOOL, "speech recognition on/off"),
+    ("--call-timeout", "CallTimeout", str, "ring timeout in seconds (5-20)"),
+    ("--asr-status", "ASRStatus", str, "speech recognition on/off (true/false)"),
     ("--asr-model-id", "ASRModelId", str, "ASR model id"),
     ("--ring-config", "RingConfig", str, "ring configuration (JSON text)"),
     ("--dtmf-config", "DtmfConfig", str, "DTMF configuration (JSON text)"),
@@ -58,7 +58,10 @@ _BIND_FIELDS: list[tuple[str, str, Any, str]] = [
 
 
 def bind_options(func: F) -> F:
-    """Add one flag per BindAxb parameter, plus ``--expires-in``."""
+    """Add one flag per BindAxb parameter, plus ``--expires-in``.
+
+    Every flag is taken as text and checked by the request model, so a bad value is refused
+    like any other bad input: naming the API field and the vendor code it would cause."""
     for flag, _api, typ, help_ in reversed(_BIND_FIELDS):
         func = click.option(flag, type=typ, default=None, help=help_)(func)
     return click.option(

@@ -38,6 +38,13 @@ def batch_size(small: int) -> int:
     return 10_000 if FULL else small
 
 
+def budget(seconds: float, n: int) -> float:
+    """How long to wait for a batch of ``n`` to finish: ``seconds`` plus the backlog's own drain
+    time at a pessimistic 50 binds/s in the full runs (a fault must not add minutes, but 10,000
+    binds take time to drain on two busy cores)."""
+    return seconds + (n / 50 if FULL else 0)
+
+
 @dataclass
 class Report:
     accepted: int

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from tests.chaos_harness import CHAOS_ENV, ChaosRun, batch_size
+from tests.chaos_harness import CHAOS_ENV, FULL, ChaosRun, batch_size, budget
 from tests.pipeline_fixture import WorkerProcess, apply_env, axb_env, wait_until
 from worker.runtime import Runtime
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500 if FULL else 400)]
 
 
 def expiration() -> str:
@@ -50,7 +50,7 @@ def test_killing_a_pool_child_mid_batch_loses_and_duplicates_nothing(
         for child in children(worker.proc.pid)[:2]:
             subprocess.run(["kill", "-9", str(child)], check=False)
         killed_at = time.monotonic()
-        recover = run.wait(120, since=killed_at)
+        recover = run.wait(budget(120, run.n), since=killed_at)
     finally:
         worker.stop()
     rep = run.check(recover)
@@ -71,7 +71,7 @@ def test_killing_the_worker_and_restarting_it_recovers_every_bind(
         worker.stop(signal.SIGKILL)
         worker = WorkerProcess(env, "-c", "16", log_path=tmp_path / "w2.log").start()
         restarted = time.monotonic()
-        recover = run.wait(120, since=restarted)
+        recover = run.wait(budget(120, run.n), since=restarted)
         assert recover is not None, run.diagnose()
     finally:
         worker.stop()
@@ -95,7 +95,7 @@ def test_a_rolling_sigterm_restart_loses_nothing_and_waits_for_no_timeout(
         for i in range(2):
             workers[i].stop(signal.SIGTERM, timeout=40)
             workers[i] = WorkerProcess(env, "-c", "8", log_path=tmp_path / f"w{i}b.log").start()
-        recover = run.wait(120, since=started)
+        recover = run.wait(budget(120, run.n), since=started)
     finally:
         for w in workers:
             w.stop()
@@ -123,7 +123,7 @@ def test_vendor_faults_make_no_silent_duplicates(chaos: Runtime, simulator: Any,
     worker = WorkerProcess(axb_env(), "-c", "16", log_path=tmp_path / "w.log").start()
     try:
         run.enqueue(expiration())
-        recover = run.wait(180)
+        recover = run.wait(budget(180, run.n))
     finally:
         worker.stop()
     rep = run.check(recover)
@@ -147,13 +147,13 @@ def test_redis_restarted_and_connections_killed_mid_batch_lose_nothing(
         wait_until(lambda: run.unfinished() < run.n * 0.8, timeout=60)
         redis_server.restart()
         restarted = time.monotonic()
-        wait_until(lambda: run.unfinished() < run.n * 0.5, timeout=90)
+        wait_until(lambda: run.unfinished() < run.n * 0.5, timeout=budget(90, run.n))
         admin = redis_lib.Redis.from_url(redis_server.url)
         admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
         admin.close()
         more = ChaosRun(chaos, simulator, 20, f"rd2-{uuid.uuid4().hex[:4]}")
         more.enqueue(expiration())  # the producer reconnects by itself
-        recover = run.wait(120, since=restarted)
+        recover = run.wait(budget(120, run.n), since=restarted)
         assert recover is not None, run.diagnose()
         assert more.wait(60) is not None, more.diagnose()
     finally:
@@ -182,7 +182,7 @@ def test_a_poison_message_is_dead_lettered_after_a_few_deliveries(
     worker = WorkerProcess(axb_env(), "--pool", "prefork", "-c", "2", log_path=tmp_path / "w.log").start()
     try:
         run.enqueue(expiration())
-        recover = run.wait(120)
+        recover = run.wait(budget(120, run.n))
         assert recover is not None, run.diagnose()
     finally:
         worker.stop()

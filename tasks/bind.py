@@ -20,6 +20,11 @@ log = logging.getLogger("axb.bind")
 
 @app.task(name="axb.bind", bind=True, acks_late=True, ignore_result=True, max_retries=None)
 def bind(self: Task, key: Any = None, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    return handle_message(self, "bind", key, args, kwargs)
+
+
+def handle_message(self: Task, action: str, key: Any, args: Any, kwargs: Any) -> dict[str, Any]:
+    """The body of every task (bind, unbind, extend): one key, the record says the rest."""
     rt = get_runtime()
     if not isinstance(key, str) or not key or args or kwargs:
         # Not a message we wrote: keep it for on-call instead of crashing or dropping it.
@@ -29,9 +34,10 @@ def bind(self: Task, key: Any = None, *args: Any, **kwargs: Any) -> dict[str, An
                 "key": "",
                 "task_id": str(self.request.id or ""),
                 "code": errors.MALFORMED_MESSAGE,
-                "message": "bind message must carry exactly one idempotency key",
+                "message": f"{action} message must carry exactly one idempotency key",
                 "request": "",
                 "attempts": "0",
+                "action": action,
                 "raw": mask_text(repr((key, args, kwargs)))[:2000],
             },
         )
@@ -40,10 +46,10 @@ def bind(self: Task, key: Any = None, *args: Any, **kwargs: Any) -> dict[str, An
     try:
         return run_bind(rt, key, delivery).as_dict()
     except SoftTimeLimitExceeded:
-        log.warning("bind key=%s: soft time limit; message requeued", key)
+        log.warning("%s key=%s: soft time limit; message requeued", action, key)
         raise Reject("soft time limit", requeue=True) from None
     except Exception as exc:
         # Redis or a bug: never ack a message whose bind is unfinished. Requeue it; the poison
         # counter in the record dead-letters it if this keeps happening.
-        log.exception("bind key=%s: unexpected %s; message requeued", key, type(exc).__name__)
+        log.exception("%s key=%s: unexpected %s; message requeued", action, key, type(exc).__name__)
         raise Reject(str(type(exc).__name__), requeue=True) from exc

@@ -6,7 +6,10 @@ Producer API::
     handle = enqueue_bind({"PoolKey": "FC100000001", "PhoneNoA": "13800000000",
                            "PhoneNoB": "13900000000", "Expiration": "2026-12-01 12:00:00",
                            "OutId": "trip-42"})
-    result = handle.result(timeout=10)      # BindResult: status, dto (SecretBindDTO), code
+    result = handle.result(timeout=10)      # BindResult: status, state, dto (SecretBindDTO), code
+
+    enqueue_extend("trip-42", "2026-12-01 14:00:00")   # the trip runs late
+    enqueue_unbind("trip-42").result(timeout=10)        # the trip ended: the X number is free
 """
 
 from __future__ import annotations
@@ -17,13 +20,30 @@ __all__ = [
     "BindHandle",
     "BindResult",
     "BulkResult",
+    "LifecycleHandle",
+    "LifecycleResult",
     "enqueue_bind",
     "enqueue_binds",
+    "enqueue_extend",
+    "enqueue_unbind",
+    "get_op_result",
     "get_result",
 ]
 
 if TYPE_CHECKING:
-    from worker.producer import BindHandle, BindResult, BulkResult, enqueue_bind, enqueue_binds, get_result
+    from worker.producer import (
+        BindHandle,
+        BindResult,
+        BulkResult,
+        LifecycleHandle,
+        LifecycleResult,
+        enqueue_bind,
+        enqueue_binds,
+        enqueue_extend,
+        enqueue_unbind,
+        get_op_result,
+        get_result,
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -68,6 +68,7 @@ class DeadLetter:
             http_status=opt_int("http_status"),
             action=f.get("action", "bind") or "bind",
             raw=f.get("raw", ""),
+            expires_at=opt_int("expires_at"),
         )
 
     def as_dict(self, *, show_numbers: bool = False) -> dict[str, Any]:

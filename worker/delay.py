@@ -165,12 +165,16 @@ class Watchdog:
         for i, key in enumerate(overdue):
             (status, task_id), leased, delayed, claimed = res[4 * i : 4 * i + 4]
             status = _str(status) if status is not None else None
-            if status is None or status in ("succeeded", "dead_lettered"):
+            if status is None or status in ("succeeded", "dead_lettered", "cancelled"):
                 finished.append(key)
             elif leased or delayed is not None or claimed is not None:
                 alive.append(key)
             else:
-                tid = task_id if isinstance(task_id, bytes) else keys.task_id_for(key).encode()
+                tid = (
+                    task_id
+                    if isinstance(task_id, bytes)
+                    else keys.task_id_for(key, keys.action_of(key)).encode()
+                )
                 suspects.append((key, tid))
         lost: list[str] = []
         if suspects:

@@ -49,6 +49,7 @@ CODE_TABLE: dict[str, Handling] = {
     "isv.INVALID_PARAMETERS": Handling.TERMINAL,
     "isv.POOLKEY_NOT_EXISTS": Handling.TERMINAL,
     "isv.BIND_CONFLICT": Handling.TERMINAL,
+    "isv.SUBS_NOT_EXIST": Handling.TERMINAL,  # an unbind takes it as "already gone"
     "isv.ACCOUNT_NOT_EXISTS": Handling.ACCOUNT,
     "isv.ACCOUNT_ABNORMAL": Handling.ACCOUNT,
     "isv.OUT_OF_SERVICE": Handling.ACCOUNT,
@@ -81,6 +82,9 @@ MALFORMED_RESPONSE = "axb.MALFORMED_RESPONSE"
 MALFORMED_MESSAGE = "axb.MALFORMED_MESSAGE"
 POISON_MESSAGE = "axb.POISON_MESSAGE"
 INVALID_REQUEST = "axb.INVALID_REQUEST"
+CANCELLED = "axb.CANCELLED"  # a bind cancelled by an unbind before any request could bind
+UNKNOWN_KEY = "axb.UNKNOWN_KEY"  # an unbind / extend of a key with no bind record
+NOT_BOUND = "axb.NOT_BOUND"  # an extend of a binding that is not live (unbound, cancelled, expired, failed)
 
 ACCOUNT_LEVEL_PREFIXES = ("isv.ACCOUNT_", "isv.OUT_OF_SERVICE", "isv.PRODUCT_", "InvalidAccessKeyId.")
 

@@ -23,6 +23,43 @@ def bind_history(key: str) -> str:
     return f"{PREFIX}:hist:{key}"
 
 
+def target_lease(key: str) -> str:
+    """String: held by the one lifecycle operation (unbind, extend) calling the vendor about the
+    binding of bind ``key``, so that operations on one binding reach the vendor one at a time."""
+    return f"{PREFIX}:lease:binding:{key}"
+
+
+# Lifecycle operations are records of their own, keyed by these prefixes; ``action_of`` routes a
+# key to its Celery task (``axb.bind``, ``axb.unbind``, ``axb.extend``). Bind keys may not use them.
+UNBIND_PREFIX = "unbind:"
+EXTEND_PREFIX = "extend:"
+RESERVED_PREFIXES = (UNBIND_PREFIX, EXTEND_PREFIX)
+
+
+def unbind_op(key: str) -> str:
+    """Key of the unbind operation of bind ``key``."""
+    return f"{UNBIND_PREFIX}{key}"
+
+
+def unbind_subs_op(pool_key: str, subs_id: str) -> str:
+    """Key of an unbind operation given by PoolKey and SubsId (no bind record)."""
+    return f"{UNBIND_PREFIX}subs:{pool_key}:{subs_id}"
+
+
+def extend_op(key: str, expiration_compact: str) -> str:
+    """Key of the operation moving bind ``key``'s Expiration to ``expiration_compact`` (yyyyMMddHHmmss)."""
+    return f"{EXTEND_PREFIX}{key}:{expiration_compact}"
+
+
+def action_of(key: str) -> str:
+    """``bind``, ``unbind`` or ``extend``: which task works on the record ``key``."""
+    if key.startswith(UNBIND_PREFIX):
+        return "unbind"
+    if key.startswith(EXTEND_PREFIX):
+        return "extend"
+    return "bind"
+
+
 def delayed(queue: str) -> str:
     """Zset key -> due time (ms): retries and long limiter waits of binds on ``queue``."""
     return f"{PREFIX}:delayed:{queue}"

@@ -23,6 +23,9 @@ from worker import keys
 log = logging.getLogger(__name__)
 
 BINDS = Counter("axb_binds_total", "Binds that reached an outcome", ["outcome", "code"])
+LIFECYCLE = Counter(
+    "axb_lifecycle_total", "Unbinds and extends that reached an outcome", ["action", "outcome", "code"]
+)
 RETRIES = Counter("axb_retries_total", "Bind attempts scheduled for a retry", ["code"])
 VENDOR_LATENCY = Histogram(
     "axb_vendor_call_seconds",

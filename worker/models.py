@@ -70,6 +70,7 @@ __all__ = [
     "format_expiration",
     "normalize_phone",
     "parse_bind_request",
+    "parse_expiration",
     "parse_request",
     "to_cst",
 ]
@@ -711,6 +712,27 @@ def parse_request(
         problems = _problems(exc, model)
     # Raised outside the except block: the pydantic error (which holds the inputs) is not chained.
     raise InvalidRequestError(problems) from None
+
+
+def parse_expiration(value: Any, *, check_future: bool = True, now: datetime | None = None) -> datetime:
+    """An ``Expiration`` (``yyyy-MM-dd HH:mm:ss`` UTC+8, ISO 8601, or a datetime) as an aware UTC+8
+    datetime, more than a minute from now unless ``check_future=False``; else
+    :class:`InvalidRequestError` naming ``Expiration`` and ``isv.EXPIRE_DATE_ILLEGAL``."""
+    problem: _Problem | None = None
+    try:
+        if _is_blank(value):
+            raise _Problem(EXPIRE_DATE_ILLEGAL, REQUIRED)
+        moment = _parse_expiration(value)
+        if check_future:
+            ref = now or datetime.now(UTC)
+            if ref.utcoffset() is None:
+                ref = ref.replace(tzinfo=CST)
+            if moment - ref <= MIN_EXPIRATION_LEAD:
+                raise _Problem(EXPIRE_DATE_ILLEGAL, "must be more than 1 minute from now (UTC+8)")
+        return moment
+    except _Problem as exc:
+        problem = exc
+    raise InvalidRequestError.single("Expiration", problem.code, problem.reason) from None
 
 
 def parse_bind_request(

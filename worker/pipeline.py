@@ -20,12 +20,13 @@ import os
 import random
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from worker import errors
+from worker import errors, keys
 from worker.errors import AmbiguousVendorError, Handling, InvalidRequestError, VendorError
-from worker.metrics import BINDS, LIMITER_WAIT, RETRIES, VENDOR_LATENCY
+from worker.metrics import BINDS, LIFECYCLE, LIMITER_WAIT, RETRIES, VENDOR_LATENCY
 from worker.models import parse_bind_request
 from worker.observability import report_dead_letter
 from worker.runtime import Runtime
@@ -60,10 +61,16 @@ def full_jitter(attempt: int, initial_s: float, max_s: float, rng: random.Random
 
 
 def run_bind(rt: Runtime, key: str, delivery: str) -> Outcome:
+    """Work on record ``key``: a bind, or (by its record's action) an unbind or extend."""
     rec = rt.store.get(key)
     if rec is None:
         log.warning("bind key=%s: no record (purged or expired); message dropped", key)
         return Outcome(key, "missing")
+    attempt: Callable[[Runtime, BindRecord], Outcome] = _attempt
+    if rec.action != "bind":
+        from worker.lifecycle import attempt_op
+
+        attempt = attempt_op
     if rec.terminal:
         return Outcome(key, rec.status, rec.code, rec.attempts)
     due = rt.store.delayed_due_at(key)
@@ -87,7 +94,7 @@ def run_bind(rt: Runtime, key: str, delivery: str) -> Outcome:
             )
             return _finish(rt, key)
         _fault_injection(key)
-        outcome = _attempt(rt, rec)
+        outcome = attempt(rt, rec)
         rt.store.note_finish(key)
         return outcome
     finally:
@@ -107,7 +114,11 @@ def _dead_letter(rt: Runtime, key: str, *, code: str, message: str, **kw: Any) -
     entry_id = rt.store.dead_letter(key, code=code, message=message, **kw)
     if entry_id is None:
         return
-    BINDS.labels("dead_lettered", code).inc()
+    action = keys.action_of(key)
+    if action == "bind":
+        BINDS.labels("dead_lettered", code).inc()
+    else:
+        LIFECYCLE.labels(action, "dead_lettered", code).inc()
     rec = rt.store.get(key)
     report_dead_letter(
         key=key,
@@ -130,7 +141,8 @@ def _finish(rt: Runtime, key: str, latency_ms: float | None = None) -> Outcome:
 
 def _log_outcome(rec: BindRecord, latency_ms: float | None = None) -> None:
     log.info(
-        "bind key=%s status=%s code=%s attempts=%d latency_ms=%s request_id=%s pool=%s",
+        "%s key=%s status=%s code=%s attempts=%d latency_ms=%s request_id=%s pool=%s",
+        rec.action or "bind",
         rec.key,
         rec.status,
         rec.code or "-",
@@ -217,6 +229,8 @@ def _attempt(rt: Runtime, rec: BindRecord) -> Outcome:
     signed = replay or rt.client.sign_bind_axb(request)
     attempt = rt.store.begin_attempt(key, signed.to_json_dict())
     if attempt < 0:
+        if attempt == -2:  # an unbind came first, and nothing of this bind can have bound
+            BINDS.labels("cancelled", errors.CANCELLED).inc()
         return _finish(rt, key)
     started = time.monotonic()
     try:

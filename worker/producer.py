@@ -5,6 +5,13 @@ the vendor code it would cause, so an order system learns synchronously. An acce
 has a record in Redis and a message on the queue before the call returns: from then on it ends
 as ``succeeded`` or ``dead_lettered``.
 
+Trip lifecycle: :func:`enqueue_unbind` (trip ends: release the X number) and
+:func:`enqueue_extend` (trip runs late: move the Expiration) queue operations with the same
+guarantees; see :mod:`worker.lifecycle`. An unbind that arrives while its bind is still queued
+or retrying cancels it if none of its requests can have bound (the bind ends ``cancelled`` and
+is never bound later, not even by enqueueing or replaying the same key), or else waits for it
+and unbinds what it made.
+
 Idempotency: every bind has a key (the explicit ``idempotency_key``, else ``OutId``, else a
 hash of PoolKey, PhoneNoA, PhoneNoB and Expiration). Enqueueing a key again returns a handle
 to the same bind; it never makes a second vendor binding. Reusing a key for a *different*
@@ -15,17 +22,26 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
-from worker import keys
+from worker import errors, keys
 from worker.errors import AxbError, IdempotencyConflictError, InvalidRequestError
 from worker.masking import mask_obj
-from worker.models import BindAxbRequest, SecretBindDTO, parse_bind_request
+from worker.models import (
+    BindAxbRequest,
+    SecretBindDTO,
+    UnbindSubscriptionRequest,
+    format_expiration,
+    parse_bind_request,
+    parse_expiration,
+    parse_request,
+    to_cst,
+)
 from worker.runtime import Runtime, get_runtime
-from worker.store import DEAD_LETTERED, SUCCEEDED, TERMINAL, BindRecord
+from worker.store import SUCCEEDED, TERMINAL, BindRecord, now_ms
 
 # The vendor refuses an Expiration less than a minute away: stop calling a little before that.
 EXPIRATION_MARGIN_MS = 60_000
@@ -47,6 +63,10 @@ class BindResult:
     created_at: int = 0
     updated_at: int = 0
     dlq_id: str = ""
+    action: str = "bind"
+    expires_at: int = 0
+    unbound_at: int | None = None
+    cancel_requested: str = ""
 
     @property
     def done(self) -> bool:
@@ -56,9 +76,24 @@ class BindResult:
     def ok(self) -> bool:
         return self.status == SUCCEEDED
 
+    @property
+    def state(self) -> str:
+        """The binding's lifecycle as an order system sees it: ``bound`` (succeeded and live),
+        ``unbound``, ``expired`` (its Expiration passed), or the status (``pending``,
+        ``retrying``, ``dead_lettered``, ``cancelled``). For an unbind / extend record:
+        ``unbound`` / ``extended`` once succeeded."""
+        return lifecycle_state(self.action, self.status, self.unbound_at, self.expires_at)
+
+    @property
+    def expiration(self) -> str:
+        """The binding's current Expiration (``yyyy-MM-dd HH:mm:ss``, UTC+8; extends move it)."""
+        return _expiration_text(self.expires_at)
+
     @classmethod
     def from_record(cls, rec: BindRecord) -> BindResult:
-        dto = SecretBindDTO.model_validate(rec.result) if rec.result else None
+        dto = None
+        if rec.result and rec.action == "bind":
+            dto = SecretBindDTO.model_validate(rec.result)
         return cls(
             key=rec.key,
             status=rec.status,
@@ -71,12 +106,18 @@ class BindResult:
             created_at=rec.created_at,
             updated_at=rec.updated_at,
             dlq_id=rec.dlq_id,
+            action=rec.action,
+            expires_at=rec.expires_at,
+            unbound_at=rec.unbound_at,
+            cancel_requested=rec.cancel_requested,
         )
 
     def as_dict(self, *, show_numbers: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
             "key": self.key,
             "status": self.status,
+            "state": self.state,
+            "expiration": self.expiration,
             "code": self.code,
             "message": self.message,
             "request_id": self.request_id,
@@ -88,7 +129,31 @@ class BindResult:
         }
         if self.dlq_id:
             out["dlq_id"] = self.dlq_id
+        if self.unbound_at:
+            out["unbound_at"] = self.unbound_at
+        if self.cancel_requested:
+            out["unbind"] = self.cancel_requested
         return out if show_numbers else mask_obj(out)
+
+
+def lifecycle_state(action: str, status: str, unbound_at: int | None, expires_at: int) -> str:
+    if status != SUCCEEDED:
+        return status
+    if action == "unbind":
+        return "unbound"
+    if action == "extend":
+        return "extended"
+    if unbound_at:
+        return "unbound"
+    if expires_at and expires_at <= now_ms():
+        return "expired"
+    return "bound"
+
+
+def _expiration_text(expires_ms: int) -> str:
+    if not expires_ms:
+        return ""
+    return format_expiration(datetime.fromtimestamp(expires_ms / 1000, tz=UTC))
 
 
 class BindTimeoutError(AxbError, TimeoutError):
@@ -110,27 +175,44 @@ class BindHandle:
         return BindResult.from_record(rec) if rec else None
 
     def result(self, timeout: float | None = 30.0, *, poll_s: float = 0.005) -> BindResult:
-        """Wait until the bind succeeded or was dead-lettered; raises BindTimeoutError."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        delay = poll_s
-        while True:
-            res = self.status()
-            if res is not None and res.done:
-                return res
-            if deadline is not None and time.monotonic() >= deadline:
-                state = res.status if res else "missing"
-                raise BindTimeoutError(f"bind {self.key!r} still {state} after {timeout:g} s")
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.1)
+        """Wait until the bind succeeded, was dead-lettered or cancelled; raises BindTimeoutError."""
+        return _wait_done(self.status, f"bind {self.key!r}", timeout, poll_s)
+
+
+_R = TypeVar("_R", "BindResult", "LifecycleResult")
+
+
+def _wait_done(load: Callable[[], _R | None], what: str, timeout: float | None, poll_s: float) -> _R:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    delay = poll_s
+    while True:
+        res = load()
+        if res is not None and res.done:
+            return res
+        if deadline is not None and time.monotonic() >= deadline:
+            state = res.status if res else "missing"
+            raise BindTimeoutError(f"{what} still {state} after {timeout:g} s")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.1)
 
 
 def derive_key(request: BindAxbRequest, idempotency_key: str | None = None) -> str:
     key = idempotency_key.strip() if idempotency_key else request.default_idempotency_key()
+    _check_key(key)
+    if key.startswith(keys.RESERVED_PREFIXES):
+        raise InvalidRequestError.single(
+            "IdempotencyKey",
+            "isv.INVALID_PARAMETERS",
+            "must not start with " + " or ".join(keys.RESERVED_PREFIXES) + " (lifecycle operations' keys)",
+        )
+    return key
+
+
+def _check_key(key: str) -> None:
     if not key or len(key) > MAX_KEY_LENGTH or any(c.isspace() and c != " " for c in key):
         raise InvalidRequestError.single(
             "IdempotencyKey", "isv.INVALID_PARAMETERS", f"must be 1-{MAX_KEY_LENGTH} printable characters"
         )
-    return key
 
 
 @dataclass(frozen=True)
@@ -178,7 +260,7 @@ def _commit(rt: Runtime, prepared: Sequence[_Prepared]) -> list[BindHandle | Ide
             continue
         # A new record, or one whose message may never have been published (the producer
         # died between the two steps): publish. A duplicate message is harmless.
-        if oc.created or (not oc.published and oc.status not in (SUCCEEDED, DEAD_LETTERED)):
+        if oc.created or (not oc.published and oc.status not in TERMINAL):
             to_publish.append(p.key)
         out.append(BindHandle(p.key, p.row["task_id"], oc.created, rt))
     if to_publish:
@@ -268,3 +350,341 @@ def get_result(key: str) -> BindResult | None:
 
 def handle_for(key: str) -> BindHandle:
     return BindHandle(key, keys.task_id_for(key), False)
+
+
+# --- trip lifecycle: unbind and extend ------------------------------------------------------------
+
+# An unbind given only by SubsId (no bind record) may be retried for this long.
+UNBIND_BY_SUBS_WINDOW_MS = 86_400_000
+
+
+@dataclass(frozen=True)
+class LifecycleResult:
+    """What a producer sees of an unbind or extend: status, outcome and the binding it acted on.
+
+    ``outcome`` once succeeded: ``unbound``, ``already_gone`` (the vendor had no such
+    subscription), ``cancelled`` (the bind was cancelled before any request could bind),
+    ``never_bound`` (the bind was dead-lettered), ``expired``, ``gone`` (no record any more),
+    ``already_unbound``; for an extend ``extended`` or ``superseded`` (a later extend wins).
+    """
+
+    key: str
+    action: str
+    target: str
+    status: str
+    outcome: str = ""
+    code: str = ""
+    message: str = ""
+    request_id: str = ""
+    attempts: int = 0
+    task_id: str = ""
+    created_at: int = 0
+    updated_at: int = 0
+    dlq_id: str = ""
+    pool_key: str = ""
+    subs_id: str = ""
+    secret_no: str = ""
+    expiration: str = ""
+
+    @property
+    def done(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def ok(self) -> bool:
+        return self.status == SUCCEEDED
+
+    @property
+    def state(self) -> str:
+        return lifecycle_state(self.action, self.status, None, 0)
+
+    @classmethod
+    def from_record(cls, rec: BindRecord) -> LifecycleResult:
+        res = rec.result or {}
+        req = rec.request
+        return cls(
+            key=rec.key,
+            action=rec.action,
+            target=rec.target or str(req.get("IdempotencyKey") or ""),
+            status=rec.status,
+            outcome=str(res.get("Outcome") or ""),
+            code=rec.code,
+            message=rec.message,
+            request_id=rec.request_id,
+            attempts=rec.attempts,
+            task_id=rec.task_id,
+            created_at=rec.created_at,
+            updated_at=rec.updated_at,
+            dlq_id=rec.dlq_id,
+            pool_key=str(res.get("PoolKey") or req.get("PoolKey") or rec.pool),
+            subs_id=str(res.get("SubsId") or req.get("SubsId") or ""),
+            secret_no=str(res.get("SecretNo") or req.get("SecretNo") or ""),
+            expiration=str(res.get("Expiration") or req.get("Expiration") or ""),
+        )
+
+    def as_dict(self, *, show_numbers: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "key": self.key,
+            "action": self.action,
+            "target": self.target,
+            "status": self.status,
+            "state": self.state,
+            "outcome": self.outcome,
+            "code": self.code,
+            "message": self.message,
+            "request_id": self.request_id,
+            "attempts": self.attempts,
+            "task_id": self.task_id,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "PoolKey": self.pool_key,
+            "SubsId": self.subs_id,
+            "SecretNo": self.secret_no,
+        }
+        if self.action == "extend":
+            out["Expiration"] = self.expiration
+        if self.dlq_id:
+            out["dlq_id"] = self.dlq_id
+        return out if show_numbers else mask_obj(out)
+
+
+@dataclass
+class LifecycleHandle:
+    key: str
+    action: str
+    target: str
+    task_id: str
+    created: bool
+    _runtime: Runtime | None = field(default=None, repr=False)
+
+    def _rt(self) -> Runtime:
+        return self._runtime or get_runtime()
+
+    def status(self) -> LifecycleResult | None:
+        rec = self._rt().store.get(self.key)
+        return LifecycleResult.from_record(rec) if rec else None
+
+    def result(self, timeout: float | None = 30.0, *, poll_s: float = 0.005) -> LifecycleResult:
+        """Wait until the operation succeeded or was dead-lettered; raises BindTimeoutError."""
+        return _wait_done(self.status, f"{self.action} {self.key!r}", timeout, poll_s)
+
+
+def _op_row(
+    rt: Runtime,
+    *,
+    op_key: str,
+    action: str,
+    target: str,
+    request: dict[str, Any],
+    pool: str,
+    deadline_ms: int,
+    expires_ms: int,
+) -> dict[str, Any]:
+    ttl_s = max(3600, (expires_ms - now_ms()) // 1000 + rt.settings.result_ttl_extra_s)
+    return {
+        "key": op_key,
+        "task_id": keys.task_id_for(op_key, action),
+        "request": json.dumps(request, ensure_ascii=False, separators=(",", ":")),
+        "fingerprint": op_key,
+        "pool": pool,
+        "deadline": deadline_ms,
+        "expires_at": expires_ms,
+        "ttl_s": ttl_s,
+        "action": action,
+        "target": target,
+    }
+
+
+def _prepare_unbind(
+    rt: Runtime,
+    key: str | None,
+    rec: BindRecord | None,
+    *,
+    subs_id: str | None = None,
+    pool_key: str | None = None,
+    secret_no: str | None = None,
+) -> dict[str, Any]:
+    given = {"PoolKey": pool_key, "SubsId": subs_id, "SecretNo": secret_no}
+    explicit: dict[str, str] = {}
+    if any(v not in (None, "") for v in given.values()):
+        req = parse_request(
+            UnbindSubscriptionRequest, {k: v for k, v in given.items() if v not in (None, "")}
+        )
+        explicit = {"PoolKey": req.pool_key, "SubsId": req.subs_id, "SecretNo": req.secret_no}
+    now = now_ms()
+    if key:
+        key = key.strip()
+        _check_key(key)
+        if rec is not None and rec.action != "bind":
+            raise InvalidRequestError.single("IdempotencyKey", errors.UNKNOWN_KEY, "is not a bind's key")
+        if rec is None and not explicit:
+            raise InvalidRequestError.single(
+                "IdempotencyKey",
+                errors.UNKNOWN_KEY,
+                "no bind with this key (never enqueued, or its result expired); give SubsId, PoolKey"
+                " and SecretNo to unbind by subscription",
+            )
+        if (
+            rec is not None
+            and explicit
+            and (rec.result or {}).get("SubsId") not in (None, explicit["SubsId"])
+        ):
+            raise InvalidRequestError.single(
+                "SubsId", "isv.INVALID_PARAMETERS", "is not the SubsId of this key's binding"
+            )
+        expires_ms = rec.expires_at if rec is not None else now + UNBIND_BY_SUBS_WINDOW_MS
+        return _op_row(
+            rt,
+            op_key=keys.unbind_op(key),
+            action="unbind",
+            target=key if rec is not None else "",
+            request={"IdempotencyKey": key, **explicit},
+            pool=rec.pool if rec is not None else explicit["PoolKey"],
+            # Past the binding's Expiration nothing of it is live: the unbind has nothing to do.
+            deadline_ms=expires_ms,
+            expires_ms=max(expires_ms, now),
+        )
+    if not explicit:
+        raise InvalidRequestError.single(
+            "IdempotencyKey", "isv.INVALID_PARAMETERS", "give a bind's key, or SubsId, PoolKey and SecretNo"
+        )
+    return _op_row(
+        rt,
+        op_key=keys.unbind_subs_op(explicit["PoolKey"], explicit["SubsId"]),
+        action="unbind",
+        target="",
+        request=explicit,
+        pool=explicit["PoolKey"],
+        deadline_ms=now + UNBIND_BY_SUBS_WINDOW_MS,
+        expires_ms=now + UNBIND_BY_SUBS_WINDOW_MS,
+    )
+
+
+def _prepare_extend(rt: Runtime, key: str, rec: BindRecord | None, expiration: Any) -> dict[str, Any]:
+    key = (key or "").strip()
+    _check_key(key)
+    moment = parse_expiration(expiration)
+    if rec is None or rec.action != "bind":
+        raise InvalidRequestError.single(
+            "IdempotencyKey",
+            errors.UNKNOWN_KEY,
+            "no bind with this key (never enqueued, or its result expired)",
+        )
+    cst = to_cst(moment)
+    expires_ms = int(cst.timestamp() * 1000)
+    return _op_row(
+        rt,
+        op_key=keys.extend_op(key, cst.strftime("%Y%m%d%H%M%S")),
+        action="extend",
+        target=key,
+        request={"IdempotencyKey": key, "Expiration": format_expiration(cst)},
+        pool=rec.pool,
+        # The vendor refuses an Expiration less than a minute away.
+        deadline_ms=expires_ms - EXPIRATION_MARGIN_MS,
+        expires_ms=expires_ms,
+    )
+
+
+def _commit_ops(rt: Runtime, rows: Sequence[dict[str, Any]]) -> list[LifecycleHandle]:
+    outcomes = rt.store.create_ops(rows)
+    to_publish = [
+        row["key"]
+        for row, oc in zip(rows, outcomes, strict=True)
+        if oc.created or oc.rearmed or (not oc.published and oc.status not in TERMINAL)
+    ]
+    if to_publish:
+        rt.publish(to_publish)
+        rt.store.mark_published(to_publish)
+    return [
+        LifecycleHandle(
+            row["key"], row["action"], row["target"], row["task_id"], oc.created or oc.rearmed, rt
+        )
+        for row, oc in zip(rows, outcomes, strict=True)
+    ]
+
+
+def enqueue_unbind(
+    key: str | None = None,
+    *,
+    subs_id: str | None = None,
+    pool_key: str | None = None,
+    secret_no: str | None = None,
+) -> LifecycleHandle:
+    """Release a binding (trip ended): by the bind's idempotency ``key`` (its stored SubsId and
+    SecretNo are used), or by ``subs_id`` + ``pool_key`` + ``secret_no``.
+
+    Idempotent: unbinding a key twice returns the same operation and calls the vendor once; an
+    unbind of a binding already gone succeeds. An unbind that arrives while the bind is still
+    queued or retrying cancels it if none of its requests can have bound (the bind ends
+    ``cancelled``, and is never bound later), or else waits for it and then unbinds.
+    Raises :class:`InvalidRequestError` for an unknown key without subscription details.
+    """
+    rt = get_runtime()
+    rec = rt.store.get(key.strip()) if key else None
+    row = _prepare_unbind(rt, key, rec, subs_id=subs_id, pool_key=pool_key, secret_no=secret_no)
+    return _commit_ops(rt, [row])[0]
+
+
+def enqueue_extend(key: str, expiration: str | datetime) -> LifecycleHandle:
+    """Move bind ``key``'s Expiration (trip runs late): ``yyyy-MM-dd HH:mm:ss`` (UTC+8) or an aware
+    datetime, more than a minute from now. Waits for a pending bind; the stored result's TTL
+    follows the new Expiration. Asking twice for the same Expiration is one operation; of
+    several extends of a key the latest asked for wins."""
+    rt = get_runtime()
+    rec = rt.store.get(key.strip()) if key else None
+    return _commit_ops(rt, [_prepare_extend(rt, key, rec, expiration)])[0]
+
+
+@dataclass
+class LifecycleBulkResult:
+    handles: list[LifecycleHandle] = field(default_factory=list)
+    rejected: list[tuple[int, AxbError]] = field(default_factory=list)
+
+
+def enqueue_lifecycle(items: Sequence[tuple[str, Mapping[str, Any]]]) -> LifecycleBulkResult:
+    """Many unbinds / extends with pipelined round trips (the backfill's ``Action`` rows).
+
+    Each item is ``("unbind", {"IdempotencyKey" | "SubsId", "PoolKey", "SecretNo"})`` or
+    ``("extend", {"IdempotencyKey", "Expiration"})``; invalid items come back in ``rejected``.
+    """
+    rt = get_runtime()
+    out = LifecycleBulkResult()
+    targets = [str(fields.get("IdempotencyKey") or "").strip() for _action, fields in items]
+    records = rt.store.get_many([t for t in targets if t]) if any(targets) else []
+    by_key = dict(zip([t for t in targets if t], records, strict=True))
+    rows: list[dict[str, Any]] = []
+    for i, ((action, fields), target) in enumerate(zip(items, targets, strict=True)):
+        rec = by_key.get(target) if target else None
+        try:
+            if action == "unbind":
+                rows.append(
+                    _prepare_unbind(
+                        rt,
+                        target or None,
+                        rec,
+                        subs_id=_text(fields.get("SubsId")),
+                        pool_key=_text(fields.get("PoolKey")),
+                        secret_no=_text(fields.get("SecretNo")),
+                    )
+                )
+            elif action == "extend":
+                rows.append(_prepare_extend(rt, target, rec, fields.get("Expiration")))
+            else:
+                raise InvalidRequestError.single(
+                    "Action", "isv.INVALID_PARAMETERS", "must be bind, unbind or extend"
+                )
+        except AxbError as err:
+            out.rejected.append((i, err))
+    if rows:
+        out.handles.extend(_commit_ops(rt, rows))
+    return out
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or str(value).strip() == "" else str(value).strip()
+
+
+def get_op_result(key: str) -> LifecycleResult | None:
+    """An unbind's or extend's result by its key (``handle.key``: ``unbind:<key>``, …)."""
+    rec = get_runtime().store.get(key)
+    return LifecycleResult.from_record(rec) if rec else None

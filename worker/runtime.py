@@ -64,16 +64,21 @@ class Runtime:
             out.append(Limit(scope=f"pool:{pool}", rate_qps=pool_qps, burst=1))
         return out
 
-    def publish(self, key_list: Sequence[str], action: str = "bind") -> None:
-        """Put one Celery message per key on the queue (task id derived from the key)."""
+    def publish(self, key_list: Sequence[str], action: str | None = None) -> None:
+        """Put one Celery message per key on the queue (task id derived from the key).
+
+        Without ``action`` each key goes to the task its name calls for (``axb.bind``, or
+        ``axb.unbind`` / ``axb.extend`` for lifecycle operations: :func:`keys.action_of`), so the
+        delay queue and the watchdog publish every kind of record correctly."""
         from worker.celery_app import app
 
         with app.producer_or_acquire() as producer:
             for key in key_list:
+                act = action or keys.action_of(key)
                 app.send_task(
-                    f"axb.{action}",
+                    f"axb.{act}",
                     args=[key],
-                    task_id=keys.task_id_for(key, action),
+                    task_id=keys.task_id_for(key, act),
                     queue=self.settings.queue,
                     producer=producer,
                     argsrepr=mask_text(repr([key])),

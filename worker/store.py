@@ -5,7 +5,22 @@ never disagree. Terminal states (``succeeded``, ``dead_lettered``) are final: no
 a record out of them (a replay is an explicit, audited operation of the dead-letter module).
 
 Statuses: ``pending`` (accepted, not yet tried), ``retrying`` (tried, will be tried again),
-``succeeded`` (a ``SecretBindDTO`` is stored), ``dead_lettered`` (see the stream).
+``succeeded`` (a ``SecretBindDTO`` is stored), ``dead_lettered`` (see the stream), ``cancelled``
+(an unbind arrived before any request of the bind could have bound: it never will).
+
+Lifecycle operations (unbind, extend; see :mod:`worker.lifecycle`) are records too, keyed
+``unbind:<key>`` / ``extend:<key>:<expiration>``, with the same statuses, retries, delay queue,
+watchdog and dead letters. Their effect on the bind record (``unbound_at``, a new
+``expires_at`` and TTL) is written in the same script that marks the operation succeeded.
+
+The race between an unbind and a pending bind is settled here, atomically:
+
+- accepting an unbind marks the bind record ``cancel_requested`` (:meth:`BindStore.create_ops`);
+- a bind attempt about to go out with that mark, and no request of its own whose fate is
+  unknown (``inflight``), ends ``cancelled`` instead (:data:`_BEGIN_ATTEMPT` returns -2): every
+  earlier attempt got a definite refusal, so nothing was bound, and nothing ever will be;
+- the unbind itself cancels such a bind at once (:meth:`BindStore.try_cancel`), or, when a
+  request is in flight, waits for the bind to finish and then unbinds what it made.
 """
 
 from __future__ import annotations
@@ -24,7 +39,9 @@ PENDING = "pending"
 RETRYING = "retrying"
 SUCCEEDED = "succeeded"
 DEAD_LETTERED = "dead_lettered"
-TERMINAL = frozenset({SUCCEEDED, DEAD_LETTERED})
+CANCELLED = "cancelled"
+TERMINAL = frozenset({SUCCEEDED, DEAD_LETTERED, CANCELLED})
+CANCELLED_CODE = "axb.CANCELLED"
 
 
 def now_ms() -> int:
@@ -45,10 +62,21 @@ redis.call('ZADD', KEYS[2], tonumber(ARGV[11]), ARGV[1])
 return {1, ARGV[4], 'pending', '0'}
 """
 
-# KEYS: record, history. ARGV: signed-json, now, attempt-json
+# KEYS: record, history, delayed, watch. ARGV: signed-json, now.
+# Returns the attempt number, -1 (terminal: do not call), -2 (cancelled now: do not call).
 _BEGIN_ATTEMPT = """
-local st = redis.call('HGET', KEYS[1], 'status')
-if not st or st == 'succeeded' or st == 'dead_lettered' then return -1 end
+local r = redis.call('HMGET', KEYS[1], 'status', 'cancel_requested', 'inflight', 'key')
+local st = r[1]
+if not st or st == 'succeeded' or st == 'dead_lettered' or st == 'cancelled' then return -1 end
+if r[2] and r[2] ~= '' and (not r[3] or r[3] == '') then
+  -- An unbind was accepted and no request of ours may have bound: never send one.
+  redis.call('HSET', KEYS[1], 'status', 'cancelled', 'code', 'axb.CANCELLED',
+    'message', 'cancelled by ' .. r[2] .. ' before any request could bind', 'cancelled_at', ARGV[2],
+    'updated_at', ARGV[2])
+  redis.call('ZREM', KEYS[3], r[4])
+  redis.call('ZREM', KEYS[4], r[4])
+  return -2
+end
 if ARGV[1] ~= '' then
   redis.call('HSET', KEYS[1], 'inflight', ARGV[1], 'inflight_at', ARGV[2])
 end
@@ -57,10 +85,28 @@ redis.call('HSET', KEYS[1], 'last_attempt_at', ARGV[2], 'updated_at', ARGV[2])
 return redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 """
 
+# KEYS: record, delayed, watch. ARGV: by (the unbind's key), now.
+# 1 cancelled now; 0 already terminal; 2 a request is in flight (wait); -1 no record.
+_TRY_CANCEL = """
+local r = redis.call('HMGET', KEYS[1], 'status', 'inflight', 'key')
+local st = r[1]
+if not st then return -1 end
+if st == 'succeeded' or st == 'dead_lettered' or st == 'cancelled' then return 0 end
+redis.call('HSETNX', KEYS[1], 'cancel_requested', ARGV[1])
+if r[2] and r[2] ~= '' then return 2 end
+redis.call('HSET', KEYS[1], 'status', 'cancelled', 'code', 'axb.CANCELLED',
+  'message', 'cancelled by ' .. ARGV[1] .. ' before any request could bind', 'cancelled_at', ARGV[2],
+  'updated_at', ARGV[2])
+redis.call('ZREM', KEYS[2], r[3])
+redis.call('ZREM', KEYS[3], r[3])
+return 1
+"""
+
 # KEYS: record, history, delayed, watch. ARGV: result-json, request_id, now, expire-at-seconds, hist-json
 _SUCCEED = """
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return -1 end
+-- 'cancelled' is not refused: a binding that was made is always recorded (never orphaned).
 if st == 'succeeded' or st == 'dead_lettered' then return 0 end
 redis.call('HSET', KEYS[1], 'status', 'succeeded', 'result', ARGV[1], 'request_id', ARGV[2],
   'code', 'OK', 'message', '', 'succeeded_at', ARGV[3], 'updated_at', ARGV[3])
@@ -79,7 +125,7 @@ return 1
 _SCHEDULE = """
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return -1 end
-if st == 'succeeded' or st == 'dead_lettered' then return 0 end
+if st == 'succeeded' or st == 'dead_lettered' or st == 'cancelled' then return 0 end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'code', ARGV[3], 'message', ARGV[4],
   'request_id', ARGV[5], 'http_status', ARGV[6], 'updated_at', ARGV[7], 'next_at', ARGV[2])
 if ARGV[8] == '0' then redis.call('HDEL', KEYS[1], 'inflight', 'inflight_at') end
@@ -97,7 +143,7 @@ return 1
 _DEAD_LETTER = """
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return -1 end
-if st == 'succeeded' or st == 'dead_lettered' then return 0 end
+if st == 'succeeded' or st == 'dead_lettered' or st == 'cancelled' then return 0 end
 if ARGV[6] ~= '' then redis.call('RPUSH', KEYS[2], ARGV[6]) end
 local r = redis.call('HMGET', KEYS[1], 'key', 'task_id', 'attempts', 'first_attempt_at',
   'last_attempt_at', 'pool', 'request', 'created_at', 'action', 'deadline', 'expires_at')
@@ -114,6 +160,81 @@ redis.call('HSET', KEYS[1], 'status', 'dead_lettered', 'code', ARGV[1], 'message
 redis.call('ZREM', KEYS[3], r[1])
 redis.call('ZREM', KEYS[5], r[1])
 return id
+"""
+
+# Create a lifecycle operation (unbind / extend) and mark its bind, in one step.
+# KEYS: op record, watch, target (bind) record.
+# ARGV: 1 key, 2 task_id, 3 request, 4 fingerprint, 5 pool, 6 now, 7 deadline, 8 expires_at,
+#       9 ttl_s, 10 action, 11 watch-due, 12 target key ('' if none)
+# Returns {created(0/1/2 = re-armed), fingerprint, status, published, seq}.
+_CREATE_OP = """
+local target = ARGV[12]
+local has_target = target ~= '' and redis.call('EXISTS', KEYS[3]) == 1
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  local r = redis.call('HMGET', KEYS[1], 'fingerprint', 'status', 'published', 'seq')
+  if ARGV[10] == 'extend' and has_target and r[2] ~= 'dead_lettered' then
+    local latest = tonumber(redis.call('HGET', KEYS[3], 'extend_seq') or '0')
+    if tonumber(r[4] or '0') < latest then
+      -- A later extend was asked for since this one: asking again makes this one the latest.
+      local n = redis.call('HINCRBY', KEYS[3], 'extend_seq', 1)
+      redis.call('HSET', KEYS[1], 'seq', n, 'status', 'pending', 'attempts', 0, 'published', 0,
+        'code', '', 'message', 'asked for again after a later extend', 'updated_at', ARGV[6],
+        'deadline', ARGV[7], 'starts', 0)
+      redis.call('HDEL', KEYS[1], 'result', 'succeeded_at', 'next_at')
+      redis.call('ZADD', KEYS[2], tonumber(ARGV[11]), ARGV[1])
+      return {2, r[1] or '', 'pending', '0', tostring(n)}
+    end
+  end
+  return {0, r[1] or '', r[2] or '', r[3] or '0', r[4] or '0'}
+end
+local seq = 0
+if has_target then
+  if ARGV[10] == 'unbind' then
+    redis.call('HSETNX', KEYS[3], 'cancel_requested', ARGV[1])
+    redis.call('HSETNX', KEYS[3], 'cancel_requested_at', ARGV[6])
+  elseif ARGV[10] == 'extend' then
+    seq = redis.call('HINCRBY', KEYS[3], 'extend_seq', 1)
+  end
+end
+redis.call('HSET', KEYS[1], 'key', ARGV[1], 'task_id', ARGV[2], 'request', ARGV[3],
+  'fingerprint', ARGV[4], 'pool', ARGV[5], 'created_at', ARGV[6], 'updated_at', ARGV[6],
+  'deadline', ARGV[7], 'expires_at', ARGV[8], 'status', 'pending', 'attempts', 0,
+  'published', 0, 'action', ARGV[10], 'target', target, 'seq', seq)
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[9]))
+redis.call('ZADD', KEYS[2], tonumber(ARGV[11]), ARGV[1])
+return {1, ARGV[4], 'pending', '0', tostring(seq)}
+"""
+
+# An operation succeeded (or had nothing to do); its effect on the bind, in the same step.
+# KEYS: op record, op history, delayed, watch, target record, target history.
+# ARGV: 1 result-json, 2 request_id, 3 now, 4 op expire-at s, 5 hist-json, 6 code, 7 message,
+#       8 effect ('' | 'unbound' | 'extended'), 9 target expires_at ms, 10 target expire-at s,
+#       11 expiration text
+_OP_SUCCEED = """
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return -1 end
+if st == 'succeeded' or st == 'dead_lettered' or st == 'cancelled' then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'succeeded', 'result', ARGV[1], 'request_id', ARGV[2],
+  'code', ARGV[6], 'message', ARGV[7], 'succeeded_at', ARGV[3], 'updated_at', ARGV[3])
+redis.call('HDEL', KEYS[1], 'inflight', 'inflight_at')
+if ARGV[5] ~= '' then redis.call('RPUSH', KEYS[2], ARGV[5]) end
+redis.call('EXPIREAT', KEYS[1], tonumber(ARGV[4]))
+redis.call('EXPIREAT', KEYS[2], tonumber(ARGV[4]))
+local k = redis.call('HGET', KEYS[1], 'key')
+redis.call('ZREM', KEYS[3], k)
+redis.call('ZREM', KEYS[4], k)
+if ARGV[8] ~= '' and redis.call('EXISTS', KEYS[5]) == 1 then
+  if ARGV[8] == 'unbound' then
+    redis.call('HSETNX', KEYS[5], 'unbound_at', ARGV[3])
+    redis.call('HSET', KEYS[5], 'unbind_key', k, 'updated_at', ARGV[3])
+  elseif ARGV[8] == 'extended' then
+    redis.call('HSET', KEYS[5], 'expires_at', ARGV[9], 'expiration', ARGV[11], 'extended_at', ARGV[3],
+      'updated_at', ARGV[3])
+    redis.call('EXPIREAT', KEYS[5], tonumber(ARGV[10]))
+    if redis.call('EXISTS', KEYS[6]) == 1 then redis.call('EXPIREAT', KEYS[6], tonumber(ARGV[10])) end
+  end
+end
+return 1
 """
 
 _RELEASE = """
@@ -154,6 +275,17 @@ class BindRecord:
     dlq_id: str = ""
     published: bool = False
     starts: int = 0
+    # lifecycle: on bind records
+    cancel_requested: str = ""
+    cancelled_at: int | None = None
+    unbound_at: int | None = None
+    unbind_key: str = ""
+    expiration: str = ""
+    extended_at: int | None = None
+    extend_seq: int = 0
+    # lifecycle: on operation records (the bind they act on, the order of extends)
+    target: str = ""
+    seq: int = 0
 
     @property
     def terminal(self) -> bool:
@@ -198,6 +330,15 @@ class BindRecord:
             dlq_id=data.get("dlq_id", ""),
             published=data.get("published") == "1",
             starts=int(data.get("starts") or 0),
+            cancel_requested=data.get("cancel_requested", ""),
+            cancelled_at=opt_int("cancelled_at"),
+            unbound_at=opt_int("unbound_at"),
+            unbind_key=data.get("unbind_key", ""),
+            expiration=data.get("expiration", ""),
+            extended_at=opt_int("extended_at"),
+            extend_seq=int(data.get("extend_seq") or 0),
+            target=data.get("target", ""),
+            seq=int(data.get("seq") or 0),
         )
 
 
@@ -207,6 +348,16 @@ class CreateOutcome:
     fingerprint: str
     status: str
     published: bool
+
+
+@dataclass(frozen=True)
+class OpCreateOutcome:
+    created: bool
+    fingerprint: str
+    status: str
+    published: bool
+    rearmed: bool = False
+    seq: int = 0
 
 
 class BindStore:
@@ -224,6 +375,9 @@ class BindStore:
         self._schedule = client.register_script(_SCHEDULE)
         self._dead = client.register_script(_DEAD_LETTER)
         self._release = client.register_script(_RELEASE)
+        self._create_op = client.register_script(_CREATE_OP)
+        self._try_cancel = client.register_script(_TRY_CANCEL)
+        self._op_succeed = client.register_script(_OP_SUCCEED)
 
     # --- producer side -----------------------------------------------------------------------
 
@@ -254,6 +408,53 @@ class BindStore:
         for res in pipe.execute():
             created, fp, status, published = res
             out.append(CreateOutcome(bool(int(created)), _s(fp), _s(status), _s(published) == "1"))
+        return out
+
+    def create_ops(self, rows: Sequence[dict[str, Any]]) -> list[OpCreateOutcome]:
+        """Create lifecycle operation records (the ``create_many`` fields plus ``action`` and
+        ``target``) in one pipelined round trip. An unbind marks its bind ``cancel_requested``
+        and an extend takes the bind's next ``extend_seq``, in the same script. An existing
+        operation is left as it is and reported, except an extend asked for again after a later
+        one: it becomes the latest again (``created`` is then False and ``rearmed`` True)."""
+        pipe = self.r.pipeline(transaction=False)
+        ts = now_ms()
+        for row in rows:
+            target = row.get("target") or ""
+            self._create_op(
+                keys=[
+                    keys.bind_record(row["key"]),
+                    self.watch_key,
+                    keys.bind_record(target) if target else keys.bind_record(row["key"]),
+                ],
+                args=[
+                    row["key"],
+                    row["task_id"],
+                    row["request"],
+                    row["fingerprint"],
+                    row["pool"],
+                    ts,
+                    row["deadline"],
+                    row["expires_at"],
+                    row["ttl_s"],
+                    row["action"],
+                    ts + self.watch_ms,
+                    target,
+                ],
+                client=pipe,
+            )
+        out = []
+        for res in pipe.execute():
+            created, fp, status, published, seq = res
+            out.append(
+                OpCreateOutcome(
+                    created=int(created) == 1,
+                    fingerprint=_s(fp),
+                    status=_s(status),
+                    published=_s(published) == "1",
+                    rearmed=int(created) == 2,
+                    seq=int(_s(seq) or 0),
+                )
+            )
         return out
 
     def mark_published(self, key_list: Sequence[str]) -> None:
@@ -290,6 +491,13 @@ class BindStore:
     def release_lease(self, key: str, token: str) -> None:
         self._release(keys=[keys.bind_lease(key)], args=[token])
 
+    def acquire_target(self, key: str, token: str, ttl_s: float) -> bool:
+        """Take the lease on bind ``key``'s binding (held by one lifecycle operation at a time)."""
+        return bool(self.r.set(keys.target_lease(key), token, nx=True, px=int(ttl_s * 1000)))
+
+    def release_target(self, key: str, token: str) -> None:
+        self._release(keys=[keys.target_lease(key)], args=[token])
+
     def note_start(self, key: str) -> int:
         """Count a delivery that started; :meth:`note_finish` undoes it. What remains counts
         the deliveries that died mid-way (a poison message)."""
@@ -299,11 +507,68 @@ class BindStore:
         self.r.hset(keys.bind_record(key), "starts", 0)
 
     def begin_attempt(self, key: str, signed: dict[str, Any] | None) -> int:
-        """Record that a vendor call is about to go out; returns the attempt number (-1: terminal)."""
+        """Record that a vendor call is about to go out; returns the attempt number, or -1
+        (terminal: do not call) or -2 (an unbind cancelled the bind just now: do not call)."""
         return int(
             self._begin(
-                keys=[keys.bind_record(key), keys.bind_history(key)],
+                keys=[keys.bind_record(key), keys.bind_history(key), self.delayed_key, self.watch_key],
                 args=[json.dumps(signed) if signed else "", now_ms()],
+            )
+        )
+
+    def try_cancel(self, key: str, by: str) -> int:
+        """Cancel bind ``key`` for the unbind ``by`` if no request of it may have bound.
+
+        1: cancelled now; 0: already finished; 2: a request is in flight (wait for the bind);
+        -1: no record."""
+        return int(
+            self._try_cancel(
+                keys=[keys.bind_record(key), self.delayed_key, self.watch_key], args=[by, now_ms()]
+            )
+        )
+
+    def op_succeed(
+        self,
+        key: str,
+        *,
+        result: dict[str, Any],
+        request_id: str,
+        expire_at_s: int,
+        hist: dict[str, Any] | None,
+        code: str = "OK",
+        message: str = "",
+        target: str = "",
+        effect: str = "",
+        target_expires_ms: int = 0,
+        target_expire_at_s: int = 0,
+        expiration: str = "",
+    ) -> int:
+        """Mark operation ``key`` succeeded and apply its ``effect`` on bind ``target``
+        (``unbound``, or ``extended`` to ``target_expires_ms`` with the record's TTL following)."""
+        tkey = target or key
+        return int(
+            self._op_succeed(
+                keys=[
+                    keys.bind_record(key),
+                    keys.bind_history(key),
+                    self.delayed_key,
+                    self.watch_key,
+                    keys.bind_record(tkey),
+                    keys.bind_history(tkey),
+                ],
+                args=[
+                    json.dumps(result, ensure_ascii=False),
+                    request_id,
+                    now_ms(),
+                    expire_at_s,
+                    _hist(hist),
+                    code,
+                    message,
+                    effect if target else "",
+                    target_expires_ms,
+                    target_expire_at_s,
+                    expiration,
+                ],
             )
         )
 

@@ -2,6 +2,12 @@
 
 - Rows use the API's parameter names (``PoolKey``, ``PhoneNoA``, ...) plus an optional
   ``IdempotencyKey``; CSV headers and JSONL keys alike.
+- An optional ``Action`` column: ``bind`` (the default, also for an empty cell), ``unbind``
+  (needs ``IdempotencyKey``, or ``OutId`` as the key, or ``SubsId`` + ``PoolKey`` + ``SecretNo``)
+  or ``extend`` (needs the key and the new ``Expiration``). Other columns of such rows are
+  ignored. Within a chunk binds are enqueued before unbinds and extends, so a file may bind a
+  key and unbind or extend it in a later row; an unbind never races its bind (see
+  :mod:`worker.lifecycle`).
 - Invalid rows go to a rejects file (line number, field, vendor code, reason) and the run
   carries on. Phone numbers in it are masked unless ``show_numbers``.
 - Rows are enqueued in pipelined chunks. After each chunk, the number of rows done is saved to
@@ -27,6 +33,8 @@ from worker.errors import InvalidRequestError
 from worker.masking import mask_text
 
 KEY_COLUMN = "IdempotencyKey"
+ACTION_COLUMN = "Action"
+ACTIONS = ("bind", "unbind", "extend")
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 MAX_FIELD_CHARS = 4096
 
@@ -117,6 +125,18 @@ def iter_rows(path: Path, fmt: str) -> Iterator[Row]:
             yield Row(n, {h: v for h, v in zip(header, record, strict=True) if h}, raw=raw)
 
 
+def _op_fields(action: str, data: dict[str, Any], key: str | None) -> dict[str, Any]:
+    """The fields an unbind / extend row needs; the key defaults to OutId, as for binds."""
+    key = key or (str(data.get("OutId") or "").strip() or None)
+    out: dict[str, Any] = {KEY_COLUMN: key} if key else {}
+    if action == "extend":
+        out["Expiration"] = data.get("Expiration")
+    elif data.get("SubsId") or not key:
+        # By subscription: only when the row names one (a PoolKey alone is a bind's column).
+        out.update({k: data.get(k) for k in ("PoolKey", "SubsId", "SecretNo")})
+    return out
+
+
 def _cell(value: str) -> str:
     """Neutralise spreadsheet formulas in what we write back."""
     return "'" + value if value.startswith(FORMULA_PREFIXES) else value
@@ -154,7 +174,7 @@ def run_backfill(
     progress: bool = False,
     show_numbers: bool = False,
 ) -> dict[str, Any]:
-    from worker.producer import enqueue_binds
+    from worker.producer import enqueue_binds, enqueue_lifecycle
 
     path = Path(file)
     fmt = _detect_format(path, fmt)
@@ -164,6 +184,7 @@ def run_backfill(
     started = time.monotonic()
 
     counts: Counter[str] = Counter()
+    by_action: Counter[str] = Counter()
     keys: list[str] = []
     reject_mode = "a" if skip else "w"
     bar = _ProgressBar(path, enabled=progress)
@@ -183,20 +204,41 @@ def run_backfill(
 
         def flush() -> None:
             items = []
+            bind_rows: list[Row] = []
+            ops: list[tuple[str, dict[str, Any]]] = []
+            op_rows: list[Row] = []
             for r in pending:
                 assert r.data is not None
                 data = dict(r.data)
+                action = str(data.pop(ACTION_COLUMN, "") or "").strip().lower() or "bind"
                 key = str(data.pop(KEY_COLUMN, "") or "").strip() or None
                 data = {k: v for k, v in data.items() if not (isinstance(v, str) and v.strip() == "")}
-                items.append((data, key))
-            result = enqueue_binds(items, chunk=max(len(items), 1))
-            for idx, err in result.rejected:
-                field = err.field if isinstance(err, InvalidRequestError) else KEY_COLUMN
-                code = err.code if isinstance(err, InvalidRequestError) else "axb.IDEMPOTENCY_CONFLICT"
-                reject(pending[idx], field, code, str(err))
-            for h in result.handles:
-                counts["enqueued" if h.created else "duplicates"] += 1
-                keys.append(h.key)
+                if action == "bind":
+                    items.append((data, key))
+                    bind_rows.append(r)
+                    continue
+                ops.append((action, _op_fields(action, data, key)))
+                op_rows.append(r)
+            if items:
+                result = enqueue_binds(items, chunk=max(len(items), 1))
+                for idx, err in result.rejected:
+                    field = err.field if isinstance(err, InvalidRequestError) else KEY_COLUMN
+                    code = err.code if isinstance(err, InvalidRequestError) else "axb.IDEMPOTENCY_CONFLICT"
+                    reject(bind_rows[idx], field, code, str(err))
+                for h in result.handles:
+                    counts["enqueued" if h.created else "duplicates"] += 1
+                    by_action["bind"] += 1
+                    keys.append(h.key)
+            if ops:
+                op_result = enqueue_lifecycle(ops)
+                for idx, err in op_result.rejected:
+                    field = err.field if isinstance(err, InvalidRequestError) else KEY_COLUMN
+                    code = err.code if isinstance(err, InvalidRequestError) else "isv.INVALID_PARAMETERS"
+                    reject(op_rows[idx], field, code, str(err))
+                for oh in op_result.handles:
+                    counts["enqueued" if oh.created else "duplicates"] += 1
+                    by_action[oh.action] += 1
+                    keys.append(oh.key)
             pending.clear()
             prog.save(seen)
             rfh.flush()
@@ -229,6 +271,7 @@ def run_backfill(
         "enqueued": counts["enqueued"],
         "duplicates": counts["duplicates"],
         "rejected": counts["rejected"],
+        "by_action": dict(by_action),
         "rejects_file": str(rejects),
         "enqueue_seconds": round(elapsed, 3),
         "rows_per_second": round(counts["rows"] / elapsed, 1) if elapsed > 0 else None,
@@ -258,7 +301,7 @@ def _wait_all(key_list: list[str], timeout_s: float | None, progress: bool) -> d
                         statuses["missing"] += 1
                     elif rec.terminal:
                         statuses[rec.status] += 1
-                        if rec.status != "succeeded":
+                        if rec.status == "dead_lettered":
                             codes[rec.code] += 1
                     else:
                         still.append(key)
@@ -274,6 +317,7 @@ def _wait_all(key_list: list[str], timeout_s: float | None, progress: bool) -> d
     return {
         "succeeded": statuses["succeeded"],
         "dead_lettered": statuses["dead_lettered"],
+        "cancelled": statuses["cancelled"],
         "unfinished": len(remaining),
         "dead_letter_codes": dict(codes),
     }

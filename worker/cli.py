@@ -581,5 +581,8 @@ def dlq_watch(code: str | None, interval: float, count: int) -> None:
         return
 
 
+# The trip lifecycle commands (``axb unbind``, ``axb extend``) live in their own module.
+from worker import cli_lifecycle  # noqa: E402, F401
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,111 @@
+"""``axb unbind`` and ``axb extend``: the trip lifecycle from the command line.
+
+Registered on :data:`worker.cli.main`. Phone numbers (the X number too) are masked in every
+output unless ``--show-numbers`` is given.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import click
+
+from worker.cli import _emit, _fail_invalid, _print_result_table, err_console, main
+from worker.errors import AxbError, InvalidRequestError
+
+
+def _follow(handle: Any, wait: bool, timeout: float, as_json: bool, show_numbers: bool) -> None:
+    info: dict[str, Any] = {
+        "key": handle.key,
+        "action": handle.action,
+        "target": handle.target,
+        "task_id": handle.task_id,
+        "created": handle.created,
+    }
+    if wait:
+        try:
+            res = handle.result(timeout=timeout)
+        except TimeoutError as err:
+            err_console.print(f"[yellow]{err}[/yellow]", highlight=False)
+            sys.exit(3)
+        info.update(res.as_dict(show_numbers=show_numbers))
+    if as_json:
+        _emit(info, show_numbers)
+    else:
+        _print_result_table(info)
+    if wait and info.get("status") != "succeeded":
+        sys.exit(1)
+
+
+def _refused(err: AxbError, as_json: bool) -> None:
+    if isinstance(err, InvalidRequestError):
+        _fail_invalid(err, as_json)
+    err_console.print(f"[red]refused:[/red] {err}", highlight=False)
+    sys.exit(2)
+
+
+@main.command()
+@click.argument("key", required=False)
+@click.option("--subs-id", default=None, help="unbind this subscription (with --pool-key and --secret-no)")
+@click.option("--pool-key", default=None, help="the subscription's PoolKey")
+@click.option("--secret-no", default=None, help="the subscription's X number")
+@click.option("--wait", is_flag=True, help="wait until unbound (or dead-lettered)")
+@click.option("--timeout", default=30.0, show_default=True, help="seconds to --wait")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@click.option("--show-numbers", is_flag=True)
+def unbind(
+    key: str | None,
+    subs_id: str | None,
+    pool_key: str | None,
+    secret_no: str | None,
+    wait: bool,
+    timeout: float,
+    as_json: bool,
+    show_numbers: bool,
+) -> None:
+    """Release a binding (the trip ended), by the bind's KEY or by --subs-id/--pool-key/--secret-no.
+
+    A bind still queued is cancelled; one in flight is waited for, then unbound."""
+    from worker.producer import enqueue_unbind
+
+    try:
+        handle = enqueue_unbind(key, subs_id=subs_id, pool_key=pool_key, secret_no=secret_no)
+    except AxbError as err:
+        _refused(err, as_json)
+        return
+    _follow(handle, wait, timeout, as_json, show_numbers)
+
+
+@main.command()
+@click.argument("key")
+@click.option("--expiration", default=None, help="the new Expiration, yyyy-MM-dd HH:mm:ss (UTC+8)")
+@click.option("--expires-in", type=float, default=None, metavar="MINUTES", help="instead: minutes from now")
+@click.option("--wait", is_flag=True, help="wait until extended (or dead-lettered)")
+@click.option("--timeout", default=30.0, show_default=True, help="seconds to --wait")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@click.option("--show-numbers", is_flag=True)
+def extend(
+    key: str,
+    expiration: str | None,
+    expires_in: float | None,
+    wait: bool,
+    timeout: float,
+    as_json: bool,
+    show_numbers: bool,
+) -> None:
+    """Move a binding's Expiration (the trip runs late); the stored result's TTL follows."""
+    from worker.producer import enqueue_extend
+
+    if expiration is None and expires_in is not None:
+        cst = datetime.now(UTC) + timedelta(hours=8, minutes=expires_in)
+        expiration = cst.strftime("%Y-%m-%d %H:%M:%S")
+    if expiration is None:
+        raise click.UsageError("give --expiration 'yyyy-MM-dd HH:mm:ss' or --expires-in MINUTES")
+    try:
+        handle = enqueue_extend(key, expiration)
+    except AxbError as err:
+        _refused(err, as_json)
+        return
+    _follow(handle, wait, timeout, as_json, show_numbers)

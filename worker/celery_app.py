@@ -71,6 +71,14 @@ def celery_config(s: Settings) -> dict[str, Any]:
         # Soft shutdown: on SIGTERM let running tasks finish for a while before a cold stop.
         "worker_soft_shutdown_timeout": 10.0,
         "worker_enable_soft_shutdown_on_idle": True,
+        # No remote control (pidbox): its Redis PUBSUB connection is read by the consumer's event
+        # loop, and after a Redis restart redis-py reconnects it inside that read and blocks the
+        # loop for good: the worker stays up and consumes nothing (seen in the chaos suite; the
+        # upstream reports are celery#9054, #10205, #10302). Without it the loop only reads
+        # BRPOP replies and reconnects cleanly. `celery inspect`/`control` then get no answer
+        # from these workers; Flower still shows tasks from events. AXB_REMOTE_CONTROL=true
+        # turns it back on.
+        "worker_enable_remote_control": s.remote_control,
         "worker_hijack_root_logger": False,
         "worker_send_task_events": True,
         "task_send_sent_event": False,

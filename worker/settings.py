@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     # or last seen is published again: a message lost between Redis and a killed worker, or a
     # producer that died between recording and publishing, cannot strand a bind.
     watchdog_s: float = Field(default=60.0, gt=0)
+    # Celery remote control (inspect/ping/revoke); off because it can stall a worker for good
+    # after a Redis restart (see worker/celery_app.py).
+    remote_control: bool = False
     worker_pool: Literal["threads", "prefork", "solo", "gevent", "eventlet"] = "threads"
     worker_concurrency: int = Field(default=32, ge=1)
 

@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test lint typecheck demo chaos clean
+.PHONY: venv test lint typecheck demo chaos bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,13 @@ demo: $(STAMP)
 # The reliability scenarios with a batch of 10,000 binds each (make test runs small ones).
 chaos: $(STAMP)
 	AXB_CHAOS_FULL=1 $(BIN)/python -m pytest -q -s tests/test_chaos.py
+
+# Performance against the naive SDK task and a bare Celery no-op, side by side in one run (~14 min
+# on 2 cores). Prints one table; writes bench/results/latest.md and latest.json. Not part of
+# `make test`. `$(BIN)/python -m bench --quick` is a 2-minute smoke run; `--profile` adds a py-spy
+# profile of the worker (pip install py-spy into the venv first).
+bench: $(STAMP)
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info .axb-demo

@@ -91,8 +91,15 @@ def _rss(workers: list[Proc]) -> list[float]:
 # --- ours ------------------------------------------------------------------------------------------
 
 
+_pointed: list[str] = []
+
+
 def point_producer(stack: Stack, queue: str = OURS_QUEUE) -> None:
-    """Point this process's ``worker.producer`` at the stack's Redis and ``queue``."""
+    """Point this process's ``worker.producer`` at the stack's Redis and ``queue`` (once: re-pointing
+    resets kombu's global pools, which the naive app's ``.delay()`` shares)."""
+    if _pointed == [stack.redis_url, queue]:
+        return
+    _pointed[:] = [stack.redis_url, queue]
     os.environ.update(stack.env(AXB_QUEUE=queue))
     from worker.celery_app import configure
     from worker.runtime import reset_runtime
@@ -103,7 +110,9 @@ def point_producer(stack: Stack, queue: str = OURS_QUEUE) -> None:
     configure(get_settings())
 
 
-def enqueue_ours(stack: Stack, reqs: list[dict[str, str]], queue: str = OURS_QUEUE) -> tuple[list[str], float]:
+def enqueue_ours(
+    stack: Stack, reqs: list[dict[str, str]], queue: str = OURS_QUEUE
+) -> tuple[list[str], float]:
     """Enqueue through ``worker.producer.enqueue_binds``; returns the keys and the seconds it took."""
     point_producer(stack, queue)
     from worker.producer import enqueue_binds
@@ -124,25 +133,39 @@ def start_ours(
     concurrency: int = 32,
     pool: str = "threads",
     queue: str = OURS_QUEUE,
-    rate_qps: float = 1_000_000,
-    burst: int = 1000,
+    rate_qps: float | None = 1_000_000,
+    burst: int | None = 1000,
     env: dict[str, str] | None = None,
 ) -> list[Proc]:
-    worker_env = stack.env(
-        AXB_QUEUE=queue, AXB_RATE_LIMIT_QPS=str(rate_qps), AXB_RATE_LIMIT_BURST=str(burst), **(env or {})
-    )
+    """``processes`` × ``axb worker``; ``rate_qps`` / ``burst`` None keep the project's defaults."""
+    limits = {}
+    if rate_qps is not None:
+        limits["AXB_RATE_LIMIT_QPS"] = f"{rate_qps:g}"
+    if burst is not None:
+        limits["AXB_RATE_LIMIT_BURST"] = str(burst)
+    worker_env = stack.env(AXB_QUEUE=queue, **limits, **(env or {}))
     return [
         stack.spawn(
             f"{name}-{i}",
-            [sys.executable, "-m", "worker.cli", "worker", "--pool", pool, "-c", str(concurrency),
-             "-n", f"{name}-{i}@%h"],
+            [
+                sys.executable,
+                "-m",
+                "worker.cli",
+                "worker",
+                "--pool",
+                pool,
+                "-c",
+                str(concurrency),
+                "-n",
+                f"{name}-{i}@%h",
+            ],
             env=worker_env,
         )
         for i in range(processes)
     ]
 
 
-def _record(key: str) -> str:
+def record_key(key: str) -> str:
     from worker import keys
 
     return keys.bind_record(key)
@@ -155,7 +178,7 @@ def terminal_times(stack: Stack, keys: list[str]) -> tuple[int, int, list[int]]:
     for i in range(0, len(keys), 2000):
         pipe = stack.r.pipeline(transaction=False)
         for k in keys[i : i + 2000]:
-            pipe.hmget(_record(k), "status", "succeeded_at", "dead_lettered_at")
+            pipe.hmget(record_key(k), "status", "succeeded_at", "dead_lettered_at")
         for status, s_at, d_at in pipe.execute():
             if status == "succeeded":
                 ok += 1
@@ -191,14 +214,16 @@ def wait_terminal(
     remaining = list(keys)
     state: dict[str, float] = {}
     while remaining:
-        still = []
+        still: list[str] = []
         for i in range(0, len(remaining), 2000):
             part = remaining[i : i + 2000]
             pipe = stack.r.pipeline(transaction=False)
             for k in part:
-                pipe.hget(_record(k), "status")
+                pipe.hget(record_key(k), "status")
             still.extend(
-                k for k, s in zip(part, pipe.execute(), strict=True) if s not in ("succeeded", "dead_lettered")
+                k
+                for k, s in zip(part, pipe.execute(), strict=True)
+                if s not in ("succeeded", "dead_lettered")
             )
         remaining = still
         if remaining:
@@ -263,8 +288,20 @@ def start_naive(stack: Stack, name: str, *, pool: str = "prefork", concurrency: 
     return [
         stack.spawn(
             name,
-            [sys.executable, "-m", "celery", "-A", "bench.naive_app", "worker", "--pool", pool,
-             "--concurrency", str(concurrency), "-n", f"{name}@%h"],
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "bench.naive_app",
+                "worker",
+                "--pool",
+                pool,
+                "--concurrency",
+                str(concurrency),
+                "-n",
+                f"{name}@%h",
+            ],
             env=stack.env(BENCH_NAIVE_QUEUE=NAIVE_QUEUE),
         )
     ]
@@ -293,7 +330,7 @@ def drain_naive(
         metas: dict[str, dict[str, Any]] = {}
         state: dict[str, float] = {}
         while remaining:
-            still = []
+            still: list[str] = []
             for i in range(0, len(remaining), 2000):
                 part = remaining[i : i + 2000]
                 for key, raw in zip(part, stack.r.mget(part), strict=True):
@@ -322,7 +359,13 @@ def drain_naive(
 
 
 def drain_noop(
-    stack: Stack, label: str, n: int, *, pool: str = "solo", concurrency: int = 1, processes: int = 1,
+    stack: Stack,
+    label: str,
+    n: int,
+    *,
+    pool: str = "solo",
+    concurrency: int = 1,
+    processes: int = 1,
     stall_s: float = 60,
 ) -> Drain:
     stack.fresh()
@@ -335,8 +378,20 @@ def drain_noop(
     workers = [
         stack.spawn(
             f"noop-{pool}-{i}",
-            [sys.executable, "-m", "celery", "-A", "bench.noop_app", "worker", "--pool", pool,
-             "--concurrency", str(concurrency), "-n", f"noop-{pool}-{i}@%h"],
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "bench.noop_app",
+                "worker",
+                "--pool",
+                pool,
+                "--concurrency",
+                str(concurrency),
+                "-n",
+                f"noop-{pool}-{i}@%h",
+            ],
             env=stack.env(BENCH_NOOP_QUEUE=NOOP_QUEUE),
         )
         for i in range(processes)

@@ -46,7 +46,10 @@ def expiration(hours: float = 10) -> str:
 
 def phones(i: int) -> tuple[str, str]:
     """A distinct, valid (A, B) mobile pair for every ``i`` below 7e8; no A equals any B."""
-    return f"13{3 + (i // 100_000_000) % 7}{i % 100_000_000:08d}", f"15{(i // 100_000_000) % 7}{i % 100_000_000:08d}"
+    return (
+        f"13{3 + (i // 100_000_000) % 7}{i % 100_000_000:08d}",
+        f"15{(i // 100_000_000) % 7}{i % 100_000_000:08d}",
+    )
 
 
 def bind_requests(n: int, tag: str, start: int = 0) -> list[dict[str, str]]:
@@ -54,7 +57,9 @@ def bind_requests(n: int, tag: str, start: int = 0) -> list[dict[str, str]]:
     out = []
     for i in range(start, start + n):
         a, b = phones(i)
-        out.append({"PoolKey": POOL_KEY, "PhoneNoA": a, "PhoneNoB": b, "Expiration": exp, "OutId": f"{tag}-{i}"})
+        out.append(
+            {"PoolKey": POOL_KEY, "PhoneNoA": a, "PhoneNoB": b, "Expiration": exp, "OutId": f"{tag}-{i}"}
+        )
     return out
 
 
@@ -138,19 +143,42 @@ class Stack:
 
     def start(self, pool_size: int) -> Stack:
         (OUT / "logs").mkdir(parents=True, exist_ok=True)
+        for old in (OUT / "logs").glob("*.log"):  # each run's logs only
+            old.unlink()
         self.redis_port, self.sim_port = free_port(), free_port()
         redis_server = shutil.which("redis-server")
         if redis_server is None:
             raise SystemExit("redis-server is not on the PATH (apt-get install redis-server)")
         self.spawn(
             "redis",
-            [redis_server, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(OUT), "--maxclients", "2000"],
+            [
+                redis_server,
+                "--port",
+                str(self.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(OUT),
+                "--maxclients",
+                "2000",
+            ],
         )
         self.spawn(
             "simulator",
-            [sys.executable, "-m", "worker.cli", "simulator", "--port", str(self.sim_port),
-             "--pool-size", str(pool_size)],
+            [
+                sys.executable,
+                "-m",
+                "worker.cli",
+                "simulator",
+                "--port",
+                str(self.sim_port),
+                "--pool-size",
+                str(pool_size),
+            ],
             env=self.env(),
         )
         self.r = redis.Redis(port=self.redis_port, decode_responses=True)
@@ -178,8 +206,13 @@ class Stack:
         with log.open("ab") as fh:
             fh.write(f"\n=== {time.strftime('%H:%M:%S')} {' '.join(argv)}\n".encode())
             popen = subprocess.Popen(
-                argv, cwd=ROOT, env=env or dict(os.environ), stdout=fh, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                argv,
+                cwd=ROOT,
+                env=env or dict(os.environ),
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         proc = Proc(name, popen, log)
         self.procs.append(proc)
@@ -192,10 +225,8 @@ class Stack:
         if proc.popen.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.popen.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                pass
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):

@@ -34,8 +34,12 @@ def _port() -> int:
 def _rss_mb(pid: int) -> float:
     total = 0
     try:
-        out = subprocess.run(["ps", "-o", "rss=", "--ppid", str(pid), "-p", str(pid)], capture_output=True,
-                             text=True, check=False).stdout
+        out = subprocess.run(
+            ["ps", "-o", "rss=", "--ppid", str(pid), "-p", str(pid)],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
         total = sum(int(x) for x in out.split())
     except (OSError, ValueError):
         pass
@@ -46,13 +50,48 @@ def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
     work = Path(tempfile.mkdtemp(prefix="axb-bench-"))
     rport, sport = _port(), _port()
-    procs = [subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(rport), "--save", "",
-                               "--appendonly", "no", "--dir", str(work)], stdout=subprocess.DEVNULL)]
-    env = dict(os.environ, AXB_REDIS_URL=f"redis://127.0.0.1:{rport}/0", AXB_ENDPOINT=f"http://127.0.0.1:{sport}",
-               AXB_RATE_LIMIT_QPS="100000", AXB_RATE_LIMIT_BURST="1000")
-    procs.append(subprocess.Popen([sys.executable, "-m", "worker.cli", "simulator", "--port", str(sport),
-                                   "--latency-ms", "20", "--pool-size", "20000"], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    procs = [
+        subprocess.Popen(
+            [
+                shutil.which("redis-server") or "redis-server",
+                "--port",
+                str(rport),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(work),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+    ]
+    env = dict(
+        os.environ,
+        AXB_REDIS_URL=f"redis://127.0.0.1:{rport}/0",
+        AXB_ENDPOINT=f"http://127.0.0.1:{sport}",
+        AXB_RATE_LIMIT_QPS="100000",
+        AXB_RATE_LIMIT_BURST="1000",
+    )
+    procs.append(
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "worker.cli",
+                "simulator",
+                "--port",
+                str(sport),
+                "--latency-ms",
+                "20",
+                "--pool-size",
+                "20000",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    )
     time.sleep(1.5)
     os.environ.update(env)
     from worker.producer import enqueue_binds
@@ -65,11 +104,34 @@ def main() -> None:
             httpx.post(f"http://127.0.0.1:{sport}/_simulator/reset", timeout=5)
             exp = (datetime.now(UTC) + timedelta(hours=10)).strftime("%Y-%m-%d %H:%M:%S")
             tag = uuid.uuid4().hex[:6]
-            reqs = [{"PoolKey": "FC100000001", "PhoneNoA": f"138{i:08d}", "PhoneNoB": f"139{i:08d}",
-                     "Expiration": exp, "OutId": f"{tag}-{i}"} for i in range(n)]
+            reqs = [
+                {
+                    "PoolKey": "FC100000001",
+                    "PhoneNoA": f"138{i:08d}",
+                    "PhoneNoB": f"139{i:08d}",
+                    "Expiration": exp,
+                    "OutId": f"{tag}-{i}",
+                }
+                for i in range(n)
+            ]
             enqueue_binds(reqs)
-            w = subprocess.Popen([sys.executable, "-m", "worker.cli", "worker", "--pool", pool, "-c", str(conc),
-                                  "-l", "ERROR"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            w = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "worker.cli",
+                    "worker",
+                    "--pool",
+                    pool,
+                    "-c",
+                    str(conc),
+                    "-l",
+                    "ERROR",
+                ],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             queue = env.get("AXB_QUEUE", "axb.bind")
             while r.llen(queue) == n:
                 time.sleep(0.01)

@@ -80,7 +80,9 @@ def celery_config(s: Settings) -> dict[str, Any]:
         # turns it back on.
         "worker_enable_remote_control": s.remote_control,
         "worker_hijack_root_logger": False,
-        "worker_send_task_events": True,
+        # Task events cost the consumer loop about an eighth of its time (make bench --profile);
+        # Flower needs them: AXB_TASK_EVENTS=true (docker-compose.yml sets it).
+        "worker_send_task_events": s.task_events,
         "task_send_sent_event": False,
         "task_track_started": False,
     }

@@ -6,8 +6,13 @@ parent.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
+import socket
 import threading
+import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -69,34 +74,83 @@ class Runtime:
 
         Without ``action`` each key goes to the task its name calls for (``axb.bind``, or
         ``axb.unbind`` / ``axb.extend`` for lifecycle operations: :func:`keys.action_of`), so the
-        delay queue and the watchdog publish every kind of record correctly."""
-        from worker.celery_app import app
+        delay queue and the watchdog publish every kind of record correctly.
 
-        with app.producer_or_acquire() as producer:
-            for key in key_list:
-                act = action or keys.action_of(key)
-                app.send_task(
-                    f"axb.{act}",
-                    args=[key],
-                    task_id=keys.task_id_for(key, act),
-                    queue=self.settings.queue,
-                    producer=producer,
-                    argsrepr=mask_text(repr([key])),
-                    kwargsrepr="{}",
-                    retry=True,
-                    retry_policy={
-                        "max_retries": 20,
-                        "interval_start": 0.2,
-                        "interval_step": 0.5,
-                        "interval_max": 3,
-                    },
-                )
+        Messages are written the way kombu's Redis transport writes them (protocol 2 task
+        messages, ``LPUSH`` onto the queue's list) but many per pipelined round trip: kombu
+        builds a Redis client and a producer per ``send_task``, which capped bulk enqueues at
+        about 900 messages a second. A failed round trip is retried whole; a message pushed
+        twice is harmless (one delivery holds the lease; a finished key is never worked again).
+        """
+        for i in range(0, len(key_list), 2000):
+            chunk = [self._message(k, action or keys.action_of(k)) for k in key_list[i : i + 2000]]
+            self._push(chunk)
+
+    def _push(self, messages: list[str]) -> None:
+        delay = 0.2
+        for attempt in range(20):
+            try:
+                pipe = self.redis.pipeline(transaction=False)
+                for m in messages:
+                    pipe.lpush(self.settings.queue, m)
+                pipe.execute()
+                return
+            except (redis.ConnectionError, redis.TimeoutError):
+                if attempt == 19:
+                    raise
+                time.sleep(delay)
+                delay = min(3.0, delay + 0.5)
+
+    def _message(self, key: str, action: str) -> str:
+        tid = keys.task_id_for(key, action)
+        args = json.dumps([[key], {}, _EMBED])
+        argsrepr = mask_text(repr([key]))
+        return json.dumps(
+            {
+                "body": base64.b64encode(args.encode()).decode(),
+                "content-encoding": "utf-8",
+                "content-type": "application/json",
+                "headers": {
+                    "lang": "py",
+                    "task": f"axb.{action}",
+                    "id": tid,
+                    "shadow": None,
+                    "eta": None,
+                    "expires": None,
+                    "group": None,
+                    "group_index": None,
+                    "retries": 0,
+                    "timelimit": [None, None],
+                    "root_id": tid,
+                    "parent_id": None,
+                    "argsrepr": argsrepr,
+                    "kwargsrepr": "{}",
+                    "origin": _ORIGIN,
+                    "ignore_result": True,
+                    "replaced_task_nesting": 0,
+                    "stamped_headers": None,
+                    "stamps": {},
+                },
+                "properties": {
+                    "correlation_id": tid,
+                    "delivery_mode": 2,
+                    "delivery_info": {"exchange": "", "routing_key": self.settings.queue},
+                    "priority": 0,
+                    "body_encoding": "base64",
+                    "delivery_tag": str(uuid.uuid4()),
+                },
+            }
+        )
 
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
         self.redis.close()
 
+
+# Celery task message protocol 2: the body is (args, kwargs, embed).
+_EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+_ORIGIN = f"{os.getpid()}@{socket.gethostname()}"
 
 _lock = threading.Lock()
 _runtime: tuple[int, Runtime] | None = None

@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     # Celery remote control (inspect/ping/revoke); off because it can stall a worker for good
     # after a Redis restart (see worker/celery_app.py).
     remote_control: bool = False
+    # Celery task events (for Flower); off by default because they cost throughput.
+    task_events: bool = False
     worker_pool: Literal["threads", "prefork", "solo", "gevent", "eventlet"] = "threads"
     worker_concurrency: int = Field(default=32, ge=1)
 

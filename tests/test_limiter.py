@@ -329,3 +329,38 @@ def test_two_processes_together_stay_within_rate_plus_burst(redis_url: str) -> N
         busiest = max(busiest, j - i)
     assert busiest <= int(RATE) + BURST + PROCESSES
     assert busiest >= RATE * 0.7  # the window check looked at a saturated second
+
+
+def test_a_caller_that_wakes_late_gives_its_slot_up_instead_of_calling_late(
+    redis_client: redis.Redis,
+) -> None:
+    """On time: granted. Woken late (a busy machine): the slot is forfeited and reserved again;
+    late every time: refused with no wait, so the call is re-scheduled rather than sent late."""
+    limiter = RateLimiter(redis_client)
+    limit = Limit(scope="late", rate_qps=10, burst=1)  # each slot 100 ms after the last
+
+    on_time = limiter.acquire_on_time([limit], max_wait_s=1.0, late_s=0.05)
+    assert on_time.granted and limiter.late_wakeups == 0
+
+    naps: list[float] = []
+
+    def oversleep(seconds: float) -> None:
+        naps.append(seconds)
+        time.sleep(seconds + 0.08)  # woken 80 ms after the slot
+
+    before = tat_us(redis_client, "late")
+    late = limiter.acquire_on_time([limit], max_wait_s=1.0, late_s=0.05, tries=3, sleep=oversleep)
+    assert not late.granted and late.wait_s == 0.0
+    assert limiter.late_wakeups == 3 and len(naps) == 3
+    after = tat_us(redis_client, "late")
+    assert before is not None and after is not None and after > before  # the forfeited slots were charged
+
+    once_late: list[int] = []
+
+    def late_once(seconds: float) -> None:
+        time.sleep(seconds + (0.08 if not once_late else 0))
+        once_late.append(1)
+
+    assert limiter.reserve([limit], max_wait_s=1.0).granted  # the next slot is in the future
+    second_try = limiter.acquire_on_time([limit], max_wait_s=1.0, late_s=0.05, sleep=late_once)
+    assert second_try.granted and limiter.late_wakeups == 4

@@ -314,14 +314,12 @@ def _carry_out(rt: Runtime, rec: BindRecord, plan: _Plan, target: str) -> Outcom
         return Outcome(key, rec.status, code, rec.attempts)
 
     # The cluster-wide rate limit, as for binds.
-    reservation = rt.limiter.reserve(rt.limits(plan.pool), max_wait_s=s.inline_wait_max_s)
+    reservation = rt.limiter.acquire_on_time(rt.limits(plan.pool), max_wait_s=s.inline_wait_max_s)
     if not reservation.granted:
         due = now + int(reservation.wait_s * 1000) + random.randint(0, 20)
         rt.store.schedule(key, due_ms=due, status=rec.status or PENDING, code=rec.code, message=rec.message)
         return Outcome(key, rec.status, rec.code, rec.attempts)
-    LIMITER_WAIT.observe(reservation.wait_s)
-    if reservation.wait_s > 0:
-        time.sleep(reservation.wait_s)
+    LIMITER_WAIT.observe(reservation.wait_s)  # already slept by acquire_on_time
 
     attempt = rt.store.begin_attempt(key, None)
     if attempt < 0:

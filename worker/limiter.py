@@ -211,6 +211,7 @@ class RateLimiter:
         if not 0 < slowdown <= 1:
             raise ValueError(f"slowdown must be in (0, 1], not {slowdown!r}")
         self.recovery_s = recovery_s
+        self.late_wakeups = 0  # slots given up because the caller woke too late (this process)
         self.min_factor = min_factor
         self.slowdown = slowdown
         # Throttled answers within this long of a reduction do not reduce again.
@@ -246,6 +247,38 @@ class RateLimiter:
         if reservation.granted and reservation.wait_s > 0:
             sleep(reservation.wait_s)
         return reservation
+
+    def acquire_on_time(
+        self,
+        limits: Sequence[Limit],
+        *,
+        max_wait_s: float,
+        late_s: float = 0.05,
+        tries: int = 3,
+        sleep: Callable[[float], Any] = time.sleep,
+    ) -> Reservation:
+        """:meth:`acquire`, but a caller that wakes more than ``late_s`` after its slot gives the
+        slot up and reserves again instead of calling late.
+
+        The slots obey the limit; late calls do not: on busy cores many threads wake late
+        together and their calls land in the next second on top of that second's own slots
+        (up to ``R + burst + callers`` in one second). A late slot is forfeited (its second
+        simply carries one call fewer). After ``tries`` late wake-ups the answer is a refusal
+        with no wait, so the caller re-schedules the call rather than sending it late.
+        """
+        waited = 0.0
+        for _ in range(tries):
+            reservation = self.reserve(limits, max_wait_s=max_wait_s)
+            slot = time.monotonic() + reservation.wait_s
+            if not reservation.granted:
+                return reservation
+            if reservation.wait_s > 0:
+                sleep(reservation.wait_s)
+            waited += reservation.wait_s
+            if time.monotonic() - slot <= late_s:
+                return Reservation(granted=True, wait_s=waited)
+            self.late_wakeups += 1
+        return Reservation(granted=False, wait_s=0.0)
 
     def throttled(self, limits: Sequence[Limit], *, retry_after_s: float | None = None) -> None:
         """The vendor throttled a call under ``limits``: slow every process down on these scopes.

@@ -208,7 +208,7 @@ def _attempt(rt: Runtime, rec: BindRecord) -> Outcome:
         return Outcome(key, rec.status, code, rec.attempts)
 
     # --- the cluster-wide rate limit -----------------------------------------------------------
-    reservation = rt.limiter.reserve(limits, max_wait_s=s.inline_wait_max_s)
+    reservation = rt.limiter.acquire_on_time(limits, max_wait_s=s.inline_wait_max_s)
     if not reservation.granted:
         due = now + int(reservation.wait_s * 1000) + random.randint(0, 20)
         rt.store.schedule(
@@ -222,9 +222,7 @@ def _attempt(rt: Runtime, rec: BindRecord) -> Outcome:
             keep_inflight=True,
         )
         return Outcome(key, rec.status, rec.code, rec.attempts)
-    LIMITER_WAIT.observe(reservation.wait_s)
-    if reservation.wait_s > 0:
-        time.sleep(reservation.wait_s)
+    LIMITER_WAIT.observe(reservation.wait_s)  # already slept by acquire_on_time
 
     signed = replay or rt.client.sign_bind_axb(request)
     attempt = rt.store.begin_attempt(key, signed.to_json_dict())

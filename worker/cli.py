@@ -271,6 +271,14 @@ def enqueue(
         err_console.print(f"[red]refused:[/red] {err}", highlight=False)
         sys.exit(2)
     info: dict[str, Any] = {"key": handle.key, "task_id": handle.task_id, "created": handle.created}
+    _report_handle(handle, info, wait=wait, timeout=timeout, as_json=as_json, show_numbers=show_numbers)
+
+
+def _report_handle(
+    handle: Any, info: dict[str, Any], *, wait: bool, timeout: float, as_json: bool, show_numbers: bool
+) -> None:
+    """Print an enqueued handle (after ``--wait``, with its result); exit 3 on a wait that timed
+    out, 1 when the wait ended in anything but success."""
     if wait:
         try:
             res = handle.result(timeout=timeout)

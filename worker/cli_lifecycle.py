@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from worker.cli import _emit, _fail_invalid, _print_result_table, err_console, main
+from worker.cli import _fail_invalid, _report_handle, err_console, main
 from worker.errors import AxbError, InvalidRequestError
 
 
@@ -24,19 +24,7 @@ def _follow(handle: Any, wait: bool, timeout: float, as_json: bool, show_numbers
         "task_id": handle.task_id,
         "created": handle.created,
     }
-    if wait:
-        try:
-            res = handle.result(timeout=timeout)
-        except TimeoutError as err:
-            err_console.print(f"[yellow]{err}[/yellow]", highlight=False)
-            sys.exit(3)
-        info.update(res.as_dict(show_numbers=show_numbers))
-    if as_json:
-        _emit(info, show_numbers)
-    else:
-        _print_result_table(info)
-    if wait and info.get("status") != "succeeded":
-        sys.exit(1)
+    _report_handle(handle, info, wait=wait, timeout=timeout, as_json=as_json, show_numbers=show_numbers)
 
 
 def _refused(err: AxbError, as_json: bool) -> None:

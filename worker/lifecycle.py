@@ -46,7 +46,7 @@ from worker.models import (
     parse_expiration,
     parse_request,
 )
-from worker.pipeline import LEASE_EXTRA_S, MAX_THROTTLES, Outcome, _dead_letter, _finish, _hist, full_jitter
+from worker.pipeline import LEASE_EXTRA_S, Outcome, _dead_letter, _finish, _hist, plan_retry
 from worker.runtime import Runtime
 from worker.store import CANCELLED, DEAD_LETTERED, PENDING, RETRYING, SUCCEEDED, BindRecord, now_ms
 
@@ -367,17 +367,7 @@ def _on_error(rt: Runtime, rec: BindRecord, err: VendorError, *, attempt: int, l
 
     # Retryable, throttled, or ambiguous (sent, no usable answer): unbinding and moving an
     # expiry are idempotent, so the next attempt signs a fresh request.
-    throttled = handling is Handling.THROTTLED
-    if throttled:
-        rt.limiter.throttled(rt.limits(rec.pool)[:1], retry_after_s=err.retry_after_s)
-    delay_s = (
-        0.0 if handling is Handling.CLOCK else full_jitter(attempt, s.backoff_initial_s, s.backoff_max_s)
-    )
-    if err.retry_after_s:
-        delay_s = max(delay_s, err.retry_after_s)
-    counted = attempt - (rec.throttles + (1 if throttled else 0))
-    exhausted = counted >= s.max_attempts or (throttled and rec.throttles + 1 >= MAX_THROTTLES)
-    due = now_ms() + int(delay_s * 1000)
+    throttled, delay_s, due, exhausted = plan_retry(rt, rec, err, attempt, no_number_backoff=False)
     if exhausted or (rec.deadline and due >= rec.deadline):
         why = "retries exhausted" if exhausted else "no time left before the deadline"
         _dead_letter(

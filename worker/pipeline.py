@@ -22,7 +22,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from worker import errors, keys
 from worker.errors import AmbiguousVendorError, Handling, InvalidRequestError, VendorError
@@ -256,6 +256,38 @@ def _attempt(rt: Runtime, rec: BindRecord) -> Outcome:
     return Outcome(key, "succeeded", "OK", attempt)
 
 
+class RetryPlan(NamedTuple):
+    throttled: bool
+    delay_s: float
+    due_ms: int
+    exhausted: bool
+
+
+def plan_retry(
+    rt: Runtime, rec: BindRecord, err: VendorError, attempt: int, *, no_number_backoff: bool
+) -> RetryPlan:
+    """After a retryable answer: slow the cluster if it was a throttle, and work out when to try
+    again and whether the attempts are used up. Throttled answers do not count towards
+    ``AXB_MAX_ATTEMPTS`` (up to ``MAX_THROTTLES``)."""
+    s = rt.settings
+    handling = err.handling
+    throttled = handling is Handling.THROTTLED
+    if throttled:
+        # Flow control is counted per account: slow the account scope, not the pool's.
+        rt.limiter.throttled(rt.limits(rec.pool)[:1], retry_after_s=err.retry_after_s)
+    if no_number_backoff and handling is Handling.NO_NUMBER:
+        delay_s = full_jitter(attempt, s.no_number_backoff_initial_s, s.no_number_backoff_max_s)
+    elif handling is Handling.CLOCK:
+        delay_s = 0.0
+    else:
+        delay_s = full_jitter(attempt, s.backoff_initial_s, s.backoff_max_s)
+    if err.retry_after_s:
+        delay_s = max(delay_s, err.retry_after_s)
+    counted = attempt - (rec.throttles + (1 if throttled else 0))
+    exhausted = counted >= s.max_attempts or (throttled and rec.throttles + 1 >= MAX_THROTTLES)
+    return RetryPlan(throttled, delay_s, now_ms() + int(delay_s * 1000), exhausted)
+
+
 def _on_error(
     rt: Runtime, rec: BindRecord, err: VendorError, *, attempt: int, replay: bool, latency_ms: float
 ) -> Outcome:
@@ -300,22 +332,7 @@ def _on_error(
     # was a replay that did not get through) or this very attempt (sent, no answer).
     keep_inflight = ambiguous or (replay and not err.sent)
 
-    throttled = handling is Handling.THROTTLED
-    if throttled:
-        # Flow control is counted per account: slow the account scope, not the pool's.
-        rt.limiter.throttled(rt.limits(rec.pool)[:1], retry_after_s=err.retry_after_s)
-    if handling is Handling.NO_NUMBER:
-        delay_s = full_jitter(attempt, s.no_number_backoff_initial_s, s.no_number_backoff_max_s)
-    elif handling is Handling.CLOCK:
-        delay_s = 0.0
-    else:
-        delay_s = full_jitter(attempt, s.backoff_initial_s, s.backoff_max_s)
-    if err.retry_after_s:
-        delay_s = max(delay_s, err.retry_after_s)
-
-    counted = attempt - (rec.throttles + (1 if throttled else 0))
-    exhausted = counted >= s.max_attempts or (throttled and rec.throttles + 1 >= MAX_THROTTLES)
-    due = now_ms() + int(delay_s * 1000)
+    throttled, delay_s, due, exhausted = plan_retry(rt, rec, err, attempt, no_number_backoff=True)
     too_late = due >= rec.deadline
     if exhausted or too_late:
         why = "retries exhausted" if exhausted else "no time left before the deadline"

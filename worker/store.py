@@ -389,19 +389,7 @@ class BindStore:
         for row in rows:
             self._create(
                 keys=[keys.bind_record(row["key"]), self.watch_key],
-                args=[
-                    row["key"],
-                    row["task_id"],
-                    row["request"],
-                    row["fingerprint"],
-                    row["pool"],
-                    ts,
-                    row["deadline"],
-                    row["expires_at"],
-                    row["ttl_s"],
-                    action,
-                    ts + self.watch_ms,
-                ],
+                args=self._create_args(row, ts, action),
                 client=pipe,
             )
         out = []
@@ -409,6 +397,22 @@ class BindStore:
             created, fp, status, published = res
             out.append(CreateOutcome(bool(int(created)), _s(fp), _s(status), _s(published) == "1"))
         return out
+
+    def _create_args(self, row: dict[str, Any], ts: int, action: str) -> list[Any]:
+        """ARGV shared by the record-creating scripts (``_CREATE`` and ``_CREATE_OP``)."""
+        return [
+            row["key"],
+            row["task_id"],
+            row["request"],
+            row["fingerprint"],
+            row["pool"],
+            ts,
+            row["deadline"],
+            row["expires_at"],
+            row["ttl_s"],
+            action,
+            ts + self.watch_ms,
+        ]
 
     def create_ops(self, rows: Sequence[dict[str, Any]]) -> list[OpCreateOutcome]:
         """Create lifecycle operation records (the ``create_many`` fields plus ``action`` and
@@ -426,20 +430,7 @@ class BindStore:
                     self.watch_key,
                     keys.bind_record(target) if target else keys.bind_record(row["key"]),
                 ],
-                args=[
-                    row["key"],
-                    row["task_id"],
-                    row["request"],
-                    row["fingerprint"],
-                    row["pool"],
-                    ts,
-                    row["deadline"],
-                    row["expires_at"],
-                    row["ttl_s"],
-                    row["action"],
-                    ts + self.watch_ms,
-                    target,
-                ],
+                args=[*self._create_args(row, ts, row["action"]), target],
                 client=pipe,
             )
         out = []

@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--naive-concurrency", type=int, default=8, help="prefork children of the naive worker"
     )
+    parser.add_argument("--concurrency", type=int, default=32, help="threads per worker process of ours")
+    parser.add_argument("--pool", default="threads", help="Celery pool of ours in the throughput drains")
     parser.add_argument("--profile", action="store_true", help="also profile our worker at 0 ms with py-spy")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where latest.md / latest.json go")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
@@ -93,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.memory_binds:
         cfg.memory_n, cfg.memory_step = args.memory_binds, max(1, args.memory_binds // 5)
     cfg.repeat, cfg.processes, cfg.naive_concurrency = args.repeat, args.processes, args.naive_concurrency
+    cfg.concurrency, cfg.pool = args.concurrency, args.pool
     sections = [s.strip() for s in args.only.split(",") if s.strip()] or list(SECTIONS)
     unknown = set(sections) - set(SECTIONS)
     if unknown:

@@ -247,11 +247,12 @@ def drain_ours(
 ) -> Drain:
     stack.fresh(latency_ms=latency_ms)
     keys, enqueue_s = enqueue_ours(stack, bind_requests(n, tag))
-    stack.log(f"{label}: {n} binds enqueued in {enqueue_s:.1f} s; draining")
+    messages = stack.r.llen(OURS_QUEUE)  # bulk enqueues carry AXB_BATCH_SIZE keys per message
+    stack.log(f"{label}: {n} binds enqueued in {enqueue_s:.1f} s ({messages} messages); draining")
     workers = start_ours(stack, tag, processes=processes, concurrency=concurrency, pool=pool, **worker_kw)
     with stack.running(workers):
         clock = _Clock(stack, workers)
-        t0 = stack.wait_first_take(OURS_QUEUE, n)
+        t0 = stack.wait_first_take(OURS_QUEUE, messages)
         clock.start()
         wait_terminal(stack, keys, workers, stall_s)
         w_cpu, s_cpu, r_cpu = clock.stop()

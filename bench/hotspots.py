@@ -100,12 +100,13 @@ def profile(stack: Stack, n: int, processes: int, concurrency: int) -> str:
     stack.fresh(latency_ms=0)
     point_producer(stack)
     keys, _ = enqueue_ours(stack, bind_requests(n, "prof"))
+    messages = stack.r.llen(OURS_QUEUE)
     workers = start_ours(stack, "prof", processes=processes, concurrency=concurrency)
     raws: list[Path] = []
     spies: list[subprocess.Popen[bytes]] = []
     try:
         with stack.running(workers):
-            stack.wait_first_take(OURS_QUEUE, n)
+            stack.wait_first_take(OURS_QUEUE, messages)
             for w in workers:
                 raw = OUT / f"profile-{w.name}.txt"
                 raw.unlink(missing_ok=True)

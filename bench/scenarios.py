@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import json
 import subprocess
@@ -18,7 +19,6 @@ from bench.drains import (
     drain_ours,
     enqueue_ours,
     point_producer,
-    record_key,
     start_ours,
     terminal_times,
     wait_terminal,
@@ -34,6 +34,7 @@ class Config:
     repeat: int = 1  # throughput drains per configuration (the best is reported)
     processes: int = 2  # ours and the no-op: worker processes for the throughput drains
     concurrency: int = 32  # ours: threads per worker process
+    pool: str = "threads"  # ours: the Celery pool of the throughput drains
     naive_concurrency: int = 8
     rate_qps: int = 100
     rate_backlog: int = 3000
@@ -82,7 +83,9 @@ def _guard(rows: list[Row], scenario: str, target: str, fn: Callable[[], list[Ro
 
 def throughput(stack: Stack, cfg: Config) -> list[Row]:
     n, p, lat = cfg.n, cfg.processes, cfg.vendor_latency_ms
-    ours_desc = f"{p}× `axb worker --pool threads -c {cfg.concurrency}` (one per core)"
+    ours_desc = f"{p}× `axb worker --pool {cfg.pool} -c {cfg.concurrency}`" + (
+        " (one per core)" if p == 2 else ""
+    )
     naive_desc = f"`--pool prefork -c {cfg.naive_concurrency}`"
     noop_desc = f"{p}× `celery -A bench.noop_app worker --pool solo`"
     runs: dict[str, list[Drain]] = {k: [] for k in ("noop", "ours0", "naive_lat", "ours_lat", "naive0")}
@@ -103,7 +106,14 @@ def throughput(stack: Stack, cfg: Config) -> list[Row]:
         attempt(
             "ours0",
             lambda r=r: drain_ours(
-                stack, "ours 0 ms", n, latency_ms=0, processes=p, concurrency=cfg.concurrency, tag=f"o0r{r}"
+                stack,
+                "ours 0 ms",
+                n,
+                latency_ms=0,
+                processes=p,
+                concurrency=cfg.concurrency,
+                pool=cfg.pool,
+                tag=f"o0r{r}",
             ),
         )
         attempt(
@@ -121,6 +131,7 @@ def throughput(stack: Stack, cfg: Config) -> list[Row]:
                 latency_ms=lat,
                 processes=p,
                 concurrency=cfg.concurrency,
+                pool=cfg.pool,
                 tag=f"o20r{r}",
             ),
         )
@@ -242,14 +253,41 @@ def rate_fidelity(stack: Stack, cfg: Config) -> list[Row]:
         for sec, count in ledger[src].items():
             per_second[sec] = per_second.get(sec, 0) + int(count)
     calendar = max(per_second.values(), default=0)
-    # Sliding windows: on arrival at the simulator, and on the workers' own send times (the
-    # record's last_attempt_at, written just before the call goes out).
+    # Sliding windows: on arrival at the simulator, and on the workers' own send times (each
+    # attempt's sent_at in the key's history).
     arrival, arrival_at = _busiest(admitted)
+    from worker import keys as axb_keys
+
     pipe = stack.r.pipeline(transaction=False)
     for key in keys:
-        pipe.hget(record_key(key), "last_attempt_at")
-    sends = sorted(int(x) / 1000 for x in pipe.execute() if x)
+        pipe.lrange(axb_keys.bind_history(key), 0, -1)
+    sent_by_request: dict[str, float] = {}
+    for hist in pipe.execute():
+        for entry in (json.loads(x) for x in hist):
+            if entry.get("sent_at"):
+                sent_by_request[str(entry.get("request_id") or len(sent_by_request))] = (
+                    int(entry["sent_at"]) / 1000
+                )
+    sends = sorted(sent_by_request.values())
     send, send_at = _busiest(sends)
+    # How long a request took from our send to the simulator's receipt (first 100 calls, all).
+    transit = sorted(
+        (float(c["time"]) - sent_by_request[c["request_id"]], float(c["time"]))
+        for c in calls
+        if c.get("request_id") in sent_by_request
+    )
+    first = sorted(d for d, _ in sorted(transit, key=lambda x: x[1])[:100])
+    every = sorted(d for d, _ in transit)
+
+    def _ms(xs: list[float], q: float) -> float:
+        return round(1000 * xs[min(len(xs) - 1, int(q * len(xs)))], 1) if xs else 0.0
+
+    # Arrivals per 100 ms over the first three seconds: how the cold start ramps up.
+    ramp = [0] * 30
+    for t in admitted:
+        slot = int((t - admitted[0]) * 10)
+        if slot < 30:
+            ramp[slot] += 1
     limit = rate + burst
     stack.log(
         f"rate limit: {achieved:.1f}/s, busiest second {calendar}, sliding {arrival}, FLOW_LIMIT {flow}"
@@ -259,7 +297,8 @@ def rate_fidelity(stack: Stack, cfg: Config) -> list[Row]:
         f"Rate limit: 2× `axb worker --pool threads -c {cfg.concurrency}` with AXB_RATE_LIMIT_QPS={rate} "
         f"(burst {burst}, the default), a {backlog:,}-bind backlog, simulator at "
         f"{cfg.vendor_latency_ms:g} ms with --qps-limit {sim_limit}; sliding windows use the simulator's "
-        "arrival times and, in brackets, the workers' send times (the record's last_attempt_at)."
+        "arrival times and, in brackets, the workers' send times (each attempt's sent_at in the key's "
+        "history)."
     )
     details = {
         "rate_qps": rate,
@@ -278,6 +317,14 @@ def rate_fidelity(stack: Stack, cfg: Config) -> list[Row]:
         "max_sliding_1s_send_starts_s": round(send_at, 3),
         "flow_limit_answers": flow,
         "calls_per_second": per_second,
+        "first_3s_arrivals_per_100ms": ramp,
+        "send_to_arrival_ms": {
+            "first_100_p50": _ms(first, 0.5),
+            "first_100_max": _ms(first, 1.0),
+            "all_p50": _ms(every, 0.5),
+            "all_p99": _ms(every, 0.99),
+            "all_max": _ms(every, 1.0),
+        },
     }
     return [
         Row(
@@ -326,6 +373,24 @@ def rate_fidelity(stack: Stack, cfg: Config) -> list[Row]:
 # --- enqueue -------------------------------------------------------------------------------------------
 
 
+def _queued_keys(stack: Stack, queue: str) -> tuple[int, int]:
+    """Bind keys on ``queue`` (all, distinct), whatever the messages carry: one key (``axb.bind``)
+    or many (``axb.bind_many``: the body's ``args[0]`` is the list of keys)."""
+    total, distinct = 0, set()
+    step = 5000
+    for start in range(0, stack.r.llen(queue), step):
+        for raw in stack.r.lrange(queue, start, start + step - 1):
+            msg = json.loads(raw)
+            args = json.loads(base64.b64decode(msg["body"]))[0]
+            task = msg["headers"]["task"]
+            batch = args[0] if task == "axb.bind_many" else [args[0]]
+            if not isinstance(batch, list) or not all(isinstance(k, str) for k in batch):
+                raise RuntimeError(f"unexpected {task} message on {queue}: args {str(args)[:200]}")
+            total += len(batch)
+            distinct.update(batch)
+    return total, len(distinct)
+
+
 def enqueue(stack: Stack, cfg: Config) -> list[Row]:
     n = cfg.enqueue_rows
     path = OUT / f"backfill-{n}.csv"
@@ -370,12 +435,17 @@ def enqueue(stack: Stack, cfg: Config) -> list[Row]:
     )
     bf_wall = time.perf_counter() - t
     summary = json.loads(bf.stdout)
-    queued = stack.r.llen(queue)
+    messages = stack.r.llen(queue)
+    queued, distinct = _queued_keys(stack, queue)
     stack.fresh()
     for used in (path, path.with_name(path.name + ".progress"), path.with_name(path.name + ".rejects.csv")):
         used.unlink(missing_ok=True)
-    if queued != n or summary.get("enqueued") != n:
-        raise RuntimeError(f"backfill enqueued {summary.get('enqueued')} and left {queued} messages, not {n}")
+    if queued != n or distinct != n or summary.get("enqueued") != n:
+        raise RuntimeError(
+            f"backfill enqueued {summary.get('enqueued')} and left {queued} keys ({distinct} distinct) "
+            f"in {messages} messages, not {n}"
+        )
+    summary["messages"] = messages
     if naive_queued != n:
         raise RuntimeError(f".delay() loop left {naive_queued} messages, not {n}")
 

@@ -22,15 +22,19 @@ import hashlib
 import io
 import json
 import os
+import re
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from worker.errors import InvalidRequestError
 from worker.masking import mask_text
+
+if TYPE_CHECKING:
+    from worker.producer import PendingBinds, PreparedBinds
 
 KEY_COLUMN = "IdempotencyKey"
 ACTION_COLUMN = "Action"
@@ -39,7 +43,7 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 MAX_FIELD_CHARS = 4096
 
 
-@dataclass
+@dataclass(slots=True)
 class Row:
     line: int
     data: dict[str, Any] | None
@@ -67,8 +71,11 @@ def _open_text(path: Path) -> io.TextIOWrapper:
     return path.open("r", encoding="utf-8-sig", errors="surrogateescape", newline="")
 
 
+_SURROGATES = re.compile("[\udc80-\udcff]")
+
+
 def _has_surrogates(text: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in text)
+    return not text.isascii() and _SURROGATES.search(text) is not None
 
 
 def iter_rows(path: Path, fmt: str) -> Iterator[Row]:
@@ -94,6 +101,7 @@ def iter_rows(path: Path, fmt: str) -> Iterator[Row]:
     with _open_text(path) as fh:
         reader = csv.reader(fh)
         header: list[str] | None = None
+        named = True  # no blank header cell: a row's dict is the header zipped with its cells
         while True:
             try:
                 record = next(reader)
@@ -109,8 +117,11 @@ def iter_rows(path: Path, fmt: str) -> Iterator[Row]:
                 if not any(c.strip() for c in record):
                     continue
                 header = [c.strip() for c in record]
+                named = all(header)
                 continue
-            if not any(c.strip() for c in record):
+            # Blank: every cell is whitespace (so is their concatenation); the first cell settles
+            # it for almost every row.
+            if not record or not (record[0].strip() or "".join(record).strip()):
                 continue  # blank line
             raw = ",".join(record)
             if _has_surrogates(raw):
@@ -119,10 +130,13 @@ def iter_rows(path: Path, fmt: str) -> Iterator[Row]:
             if len(record) != len(header):
                 yield Row(n, None, f"row has {len(record)} columns, header has {len(header)}", raw)
                 continue
-            if any(len(c) > MAX_FIELD_CHARS for c in record):
+            if len(raw) > MAX_FIELD_CHARS and any(len(c) > MAX_FIELD_CHARS for c in record):
                 yield Row(n, None, f"a value is longer than {MAX_FIELD_CHARS} characters", raw)
                 continue
-            yield Row(n, {h: v for h, v in zip(header, record, strict=True) if h}, raw=raw)
+            if named:
+                yield Row(n, dict(zip(header, record, strict=True)), "", raw)
+            else:
+                yield Row(n, {h: v for h, v in zip(header, record, strict=True) if h}, "", raw)
 
 
 def _op_fields(action: str, data: dict[str, Any], key: str | None) -> dict[str, Any]:
@@ -162,6 +176,42 @@ class _Progress:
         os.replace(tmp, self.path)
 
 
+class _Chunk:
+    """Rows read since the chunk before: those to enqueue, and the unreadable ones (rejected
+    first when the chunk's results are taken, as the rows of a chunk always were)."""
+
+    def __init__(self) -> None:
+        self.rows: list[Row] = []
+        self.unreadable: list[Row] = []
+        self.seen = 0  # rows of the file read up to the end of this chunk
+        self.bind_rows: list[Row] = []
+        self.binds: PreparedBinds | None = None
+        self.pending: PendingBinds | None = None  # the binds' records being created
+        self.ops: list[tuple[str, dict[str, Any]]] = []
+        self.op_rows: list[Row] = []
+
+    def split(self, prepare: Callable[[list[tuple[dict[str, Any], str | None]]], PreparedBinds]) -> None:
+        """Binds (validated here, with ``prepare``) and lifecycle operations, by ``Action``."""
+        items: list[tuple[dict[str, Any], str | None]] = []
+        for r in self.rows:
+            assert r.data is not None
+            # Blank text means "not set" (for Action: bind; for the key: derive it).
+            data = {k: v for k, v in r.data.items() if not isinstance(v, str) or (v and not v.isspace())}
+            if ACTION_COLUMN in data or KEY_COLUMN in data:
+                action = str(data.pop(ACTION_COLUMN, "") or "").strip().lower() or "bind"
+                key = str(data.pop(KEY_COLUMN, "") or "").strip() or None
+            else:
+                action, key = "bind", None
+            if action == "bind":
+                items.append((data, key))
+                self.bind_rows.append(r)
+                continue
+            self.ops.append((action, _op_fields(action, data, key)))
+            self.op_rows.append(r)
+        if items:
+            self.binds = prepare(items)
+
+
 def run_backfill(
     file: str | os.PathLike[str],
     *,
@@ -174,7 +224,7 @@ def run_backfill(
     progress: bool = False,
     show_numbers: bool = False,
 ) -> dict[str, Any]:
-    from worker.producer import enqueue_binds, enqueue_lifecycle
+    from worker.producer import enqueue_lifecycle, prepare_binds, start_binds
 
     path = Path(file)
     fmt = _detect_format(path, fmt)
@@ -189,6 +239,11 @@ def run_backfill(
     reject_mode = "a" if skip else "w"
     bar = _ProgressBar(path, enabled=progress)
 
+    # Chunk k's records are created by Redis while this process reads and validates chunk k+1
+    # (validation touches no Redis); then chunk k is published and its results (rejects,
+    # counts, progress) are taken, and only then does chunk k+1 go to Redis. So a run cut short
+    # has recorded at most the chunk after the last saved progress, as before; a rerun makes
+    # that chunk a no-op.
     with rejects.open(reject_mode, newline="", encoding="utf-8", errors="backslashreplace") as rfh:
         writer = csv.writer(rfh)
         if reject_mode == "w":
@@ -199,51 +254,54 @@ def run_backfill(
             shown = row.raw if show_numbers else mask_text(row.raw)
             writer.writerow([row.line, field, code, mask_text(reason), _cell(shown.strip())[:2000]])
 
-        pending: list[Row] = []
-        seen = 0
-
-        def flush() -> None:
-            items = []
-            bind_rows: list[Row] = []
-            ops: list[tuple[str, dict[str, Any]]] = []
-            op_rows: list[Row] = []
-            for r in pending:
-                assert r.data is not None
-                data = dict(r.data)
-                action = str(data.pop(ACTION_COLUMN, "") or "").strip().lower() or "bind"
-                key = str(data.pop(KEY_COLUMN, "") or "").strip() or None
-                data = {k: v for k, v in data.items() if not (isinstance(v, str) and v.strip() == "")}
-                if action == "bind":
-                    items.append((data, key))
-                    bind_rows.append(r)
-                    continue
-                ops.append((action, _op_fields(action, data, key)))
-                op_rows.append(r)
-            if items:
-                result = enqueue_binds(items, chunk=max(len(items), 1))
+        def finish(ch: _Chunk) -> None:
+            for row in ch.unreadable:
+                reject(row, "", "isv.INVALID_PARAMETERS", row.error)
+            if not ch.rows:
+                return
+            result = ch.pending.finish() if ch.pending is not None else None
+            # Within a chunk binds go first: an unbind or extend may name a key bound above it.
+            op_result = enqueue_lifecycle(ch.ops) if ch.ops else None
+            if result is not None:
                 for idx, err in result.rejected:
                     field = err.field if isinstance(err, InvalidRequestError) else KEY_COLUMN
                     code = err.code if isinstance(err, InvalidRequestError) else "axb.IDEMPOTENCY_CONFLICT"
-                    reject(bind_rows[idx], field, code, str(err))
-                for h in result.handles:
-                    counts["enqueued" if h.created else "duplicates"] += 1
-                    by_action["bind"] += 1
-                    keys.append(h.key)
-            if ops:
-                op_result = enqueue_lifecycle(ops)
+                    reject(ch.bind_rows[idx], field, code, str(err))
+                if result.handles:
+                    created = sum(1 for h in result.handles if h.created)
+                    counts["enqueued"] += created
+                    counts["duplicates"] += len(result.handles) - created
+                    by_action["bind"] += len(result.handles)
+                    if wait:
+                        keys.extend(h.key for h in result.handles)
+            if op_result is not None:
                 for idx, err in op_result.rejected:
                     field = err.field if isinstance(err, InvalidRequestError) else KEY_COLUMN
                     code = err.code if isinstance(err, InvalidRequestError) else "isv.INVALID_PARAMETERS"
-                    reject(op_rows[idx], field, code, str(err))
+                    reject(ch.op_rows[idx], field, code, str(err))
                 for oh in op_result.handles:
                     counts["enqueued" if oh.created else "duplicates"] += 1
                     by_action[oh.action] += 1
                     keys.append(oh.key)
-            pending.clear()
-            prog.save(seen)
+            prog.save(ch.seen)
             rfh.flush()
-            bar.update(seen)
+            bar.update(ch.seen)
 
+        inflight: _Chunk | None = None
+
+        def submit(ch: _Chunk) -> None:
+            nonlocal inflight
+            if ch.rows:
+                ch.split(prepare_binds)  # while Redis creates the records of the chunk before
+            if inflight is not None:
+                finish(inflight)
+                inflight = None
+            if ch.binds is not None:
+                ch.pending = start_binds(ch.binds)
+            inflight = ch
+
+        current = _Chunk()
+        seen = 0
         try:
             for row in iter_rows(path, fmt):
                 seen += 1
@@ -251,15 +309,23 @@ def run_backfill(
                     continue
                 counts["rows"] += 1
                 if row.data is None:
-                    reject(row, "", "isv.INVALID_PARAMETERS", row.error)
+                    current.unreadable.append(row)
                     continue
-                pending.append(row)
-                if len(pending) >= chunk:
-                    flush()
-            if pending:
-                flush()
+                current.rows.append(row)
+                if len(current.rows) >= chunk:
+                    current.seen = seen
+                    submit(current)
+                    current = _Chunk()
+            if current.rows or current.unreadable:
+                current.seen = seen
+                submit(current)
+            if inflight is not None:
+                finish(inflight)
+                inflight = None
             prog.save(seen, done=True)
         finally:
+            if inflight is not None and inflight.pending is not None:
+                inflight.pending.discard()  # cut short: answers unread (no-op once read)
             bar.close()
 
     elapsed = time.monotonic() - started

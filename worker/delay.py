@@ -85,8 +85,11 @@ class DelayQueue:
         return int(first[0][1]) if first else None
 
 
-# Celery's task id in a kombu message (list entry or unacked entry); the body is base64.
-_TASK_ID = re.compile(rb'"id":\s*"([^"]+)"')
+# Task ids in a kombu message (list entry or unacked entry), read from the headers (the body is
+# base64): the message's own "id", and for a many-key message the members' ids in its
+# "axb_task_ids" header. Every UUID in the message is taken (correlation id and delivery tag
+# too: harmless extra members of the set).
+_TASK_ID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # kombu's Redis transport: priority sub-queues and the unacknowledged-message hash.
 _PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 _UNACKED = "unacked"

@@ -56,6 +56,8 @@ import redis
 from worker import keys
 
 _US = 1_000_000
+# A caller that wakes this long after its slot gives the slot up (see acquire_on_time).
+LATE_S = 0.05
 
 # Shared Lua: Redis time in µs and the current penalty factor of one scope.
 _LUA_COMMON = """
@@ -227,12 +229,16 @@ class RateLimiter:
         same slot. If the wait is at most ``max_wait_s`` the slot is committed and granted;
         otherwise nothing is written and the refusal carries the wait it would have needed.
         """
-        if not max_wait_s >= 0:
-            raise ValueError(f"max_wait_s must be >= 0, not {max_wait_s!r}")
-        args: list[str | int] = [math.floor(max_wait_s * _US)]
-        for limit in _checked(limits):
-            args += [repr(limit.interval_us), limit.tolerance_us]
-        granted, wait_us = self._reserve(keys=_keys(limits), args=args)
+        return self.reservation(self._reserve(keys=_keys(limits), args=_reserve_args(limits, max_wait_s)))
+
+    def reserve_into(self, pipe: Any, limits: Sequence[Limit], *, max_wait_s: float) -> None:
+        """Queue :meth:`reserve` on a Redis pipeline, to share a round trip with other commands;
+        read its reply with :meth:`reservation`."""
+        self._reserve(keys=_keys(limits), args=_reserve_args(limits, max_wait_s), client=pipe)
+
+    @staticmethod
+    def reservation(raw: Any) -> Reservation:
+        granted, wait_us = raw
         return Reservation(granted=bool(int(granted)), wait_s=int(wait_us) / _US)
 
     def acquire(
@@ -253,7 +259,7 @@ class RateLimiter:
         limits: Sequence[Limit],
         *,
         max_wait_s: float,
-        late_s: float = 0.05,
+        late_s: float = LATE_S,
         tries: int = 3,
         sleep: Callable[[float], Any] = time.sleep,
     ) -> Reservation:
@@ -303,6 +309,15 @@ class RateLimiter:
     def factor(self, scope: str) -> float:
         """The scope's current rate factor: 1.0 unthrottled, down to ``min_factor``."""
         return float(self._factor(keys=[keys.rate_penalty(scope)]))
+
+
+def _reserve_args(limits: Sequence[Limit], max_wait_s: float) -> list[str | int]:
+    if not max_wait_s >= 0:
+        raise ValueError(f"max_wait_s must be >= 0, not {max_wait_s!r}")
+    args: list[str | int] = [math.floor(max_wait_s * _US)]
+    for limit in _checked(limits):
+        args += [repr(limit.interval_us), limit.tolerance_us]
+    return args
 
 
 def _checked(limits: Sequence[Limit]) -> Sequence[Limit]:

@@ -63,4 +63,8 @@ def setup_logging(settings: Settings) -> None:
         )
         root.addHandler(handler)
     root.setLevel(settings.log_level.upper())
+    # httpx logs every request at INFO (its URL holds the request's parameters): our own line per
+    # bind says more, once. Its warnings and errors still come through.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     install_masking(root)

@@ -61,7 +61,11 @@ class RedisCollector(Collector):
         except Exception:  # Redis down: report nothing rather than fail the scrape
             log.debug("metrics: Redis unavailable", exc_info=True)
             return
-        q = GaugeMetricFamily("axb_queue_depth", "Messages waiting", labels=["queue"])
+        q = GaugeMetricFamily(
+            "axb_queue_depth",
+            "Messages waiting (a bulk message carries up to AXB_BATCH_SIZE binds)",
+            labels=["queue"],
+        )
         q.add_metric([self.queue], queued)
         q.add_metric(["delayed"], delayed)
         yield q

@@ -33,8 +33,9 @@ import json
 import re
 import unicodedata
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta, timezone
+from json.encoder import encode_basestring as _json_str
 from typing import Any, Literal, TypeVar, get_args
 
 from pydantic import (
@@ -107,6 +108,7 @@ _OPERATE_TYPES: tuple[str, ...] = get_args(OperateType)
 
 _MOBILE = re.compile(r"1[3-9][0-9]{9}")
 _LANDLINE = re.compile(r"0[0-9]{9,11}")
+_NUMBER = re.compile(r"1[3-9][0-9]{9}|0[0-9]{9,11}")  # _MOBILE or _LANDLINE
 # After +86 a landline drops its trunk 0: Beijing 10, then 2x and 3xx-9xx area codes.
 _NATIONAL_LANDLINE = re.compile(r"(?:10|[2-9][0-9])[0-9]{7,9}")
 _COUNTRY_PREFIXES = ("+86", "0086", "86")
@@ -150,6 +152,8 @@ def normalize_phone(value: str) -> str | None:
     """
     if not isinstance(value, str):
         return None
+    if _NUMBER.fullmatch(value):  # already bare digits (the common case): nothing to remove
+        return value
     text = "".join(value.split())
     if _is_number(text):
         return text
@@ -247,7 +251,8 @@ def _text(value: Any, *, required: bool = False, max_length: int = MAX_ID_LENGTH
     text = value.strip()
     if len(text) > max_length:
         raise _Problem(INVALID_PARAMETERS, f"longer than {max_length} characters")
-    if any(unicodedata.category(c) in ("Cc", "Cs") for c in text):
+    # Cc and Cs are not printable: a printable text (the common case) needs no closer look.
+    if not text.isprintable() and any(unicodedata.category(c) in ("Cc", "Cs") for c in text):
         raise _Problem(INVALID_PARAMETERS, "contains control characters")
     return text
 
@@ -267,7 +272,7 @@ def _json_text(value: Any) -> str | None:
         raise _Problem(INVALID_PARAMETERS, "must be JSON text")
     if len(value) > MAX_CONFIG_LENGTH:
         raise _Problem(INVALID_PARAMETERS, f"longer than {MAX_CONFIG_LENGTH} characters")
-    if any(unicodedata.category(c) == "Cs" for c in value):
+    if not value.isprintable() and any(unicodedata.category(c) == "Cs" for c in value):
         raise _Problem(INVALID_PARAMETERS, "must be JSON text")
     try:
         json.loads(value)
@@ -356,13 +361,12 @@ class _ApiRequest(_ApiModel):
 
     def to_api_params(self) -> dict[str, str]:
         """The query parameters to sign and send: API names, set fields only, bools ``true``/``false``."""
-        out: dict[str, str] = {}
-        for name, value in self.to_json_dict().items():
-            if isinstance(value, bool):
-                out[name] = "true" if value else "false"
-            else:
-                out[name] = str(value)
-        return out
+        return api_params(self.to_json_dict())
+
+
+def api_params(json_dict: Mapping[str, Any]) -> dict[str, str]:
+    """``to_api_params()`` of the request whose ``to_json_dict()`` is ``json_dict``."""
+    return {name: _api_text(value) for name, value in json_dict.items()}
 
 
 # --- BindAxb -------------------------------------------------------------------------------------------
@@ -478,15 +482,11 @@ class BindAxbRequest(_ApiRequest):
 
     def fingerprint(self) -> str:
         """SHA-256 (hex) of the canonical API parameters: equal exactly when the vendor call is equal."""
-        canonical = json.dumps(self.to_api_params(), sort_keys=True, ensure_ascii=False)
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return bind_fingerprint(self.to_json_dict())
 
     def default_idempotency_key(self) -> str:
         """``OutId`` if set, else ``h:`` + 32 hex digits of SHA-256(PoolKey|A|B|Expiration)."""
-        if self.out_id:
-            return self.out_id
-        raw = "|".join([self.pool_key, self.phone_no_a, self.phone_no_b, format_expiration(self.expiration)])
-        return "h:" + hashlib.sha256(raw.encode()).hexdigest()[:32]
+        return bind_default_key(self.to_json_dict())
 
 
 # --- UnbindSubscription / UpdateSubscription / QuerySubscriptionDetail -------------------------------
@@ -741,6 +741,251 @@ def parse_bind_request(
     """Validate a BindAxb request or raise :class:`InvalidRequestError` naming each bad field and
     the vendor code the call would have earned; see :func:`parse_request`."""
     return parse_request(BindAxbRequest, data, check_future=check_future, now=now)
+
+
+# --- BindAxb without pydantic: the bulk producers' fast path -----------------------------------------
+#
+# ``axb backfill`` validates a hundred thousand rows at a time; pydantic's machinery around the
+# validators (and ``model_dump``) cost more than the checks themselves. :func:`bind_params`
+# applies the very helpers BindAxbRequest's field validators call, to the same fields, and
+# returns what ``to_json_dict()`` would; whenever it is not sure the row is valid it returns
+# None and the caller asks :func:`parse_bind_request`, which then accepts it or raises the one
+# error everybody sees. So the fast path only ever *accepts*: every refusal, with its fields,
+# codes and reasons, still comes from pydantic.
+
+
+class _NotFast(Exception):
+    """A value the fast path leaves to pydantic (it may warn, or be refused)."""
+
+
+def _fast_phone_required(v: Any) -> str | None:
+    return _phone(v, required=True)
+
+
+def _fast_phone_optional(v: Any) -> str | None:
+    return _phone(v, required=False)
+
+
+def _fast_city(v: Any) -> str | None:
+    city = _text(v, max_length=MAX_CITY_LENGTH)
+    if city is not None and city.endswith("市"):
+        raise _NotFast
+    return city
+
+
+def _fast_call_timeout(v: Any) -> int | None:
+    seconds = _int(v)
+    if seconds is None:
+        return None
+    # Outside the SDK's range pydantic warns (CallTimeoutWarning) or refuses: its business.
+    if not CALL_TIMEOUT_SDK_RANGE_S[0] <= seconds <= CALL_TIMEOUT_SDK_RANGE_S[1]:
+        raise _NotFast
+    return seconds
+
+
+# BindAxbRequest's fields in declaration order (the order of ``to_json_dict``), each with the
+# helper its field validator applies; Expiration (None) is handled inline: parse cache, future check.
+_FAST_FIELDS: tuple[tuple[str, str, Callable[[Any], Any] | None], ...] = (
+    ("pool_key", "PoolKey", _pool_key),
+    ("phone_no_a", "PhoneNoA", _fast_phone_required),
+    ("phone_no_b", "PhoneNoB", _fast_phone_required),
+    ("expiration", "Expiration", None),
+    ("phone_no_x", "PhoneNoX", _fast_phone_optional),
+    ("expect_city", "ExpectCity", _fast_city),
+    ("is_recording_enabled", "IsRecordingEnabled", _bool),
+    ("out_id", "OutId", _text),
+    ("out_order_id", "OutOrderId", _text),
+    ("call_display_type", "CallDisplayType", _call_display_type),
+    ("call_restrict", "CallRestrict", _call_restrict),
+    ("call_timeout", "CallTimeout", _fast_call_timeout),
+    ("asr_status", "ASRStatus", _bool),
+    ("asr_model_id", "ASRModelId", _text),
+    ("ring_config", "RingConfig", _json_text),
+    ("dtmf_config", "DtmfConfig", _json_text),
+)
+# Printable ASCII without spaces, at most MAX_ID_LENGTH characters: what _text keeps as it is.
+_PLAIN_ID = re.compile(f"[!-~]{{1,{MAX_ID_LENGTH}}}")
+# A text value that matches its field's pattern here is what the field's check returns unchanged
+# (no whitespace to strip, nothing to normalise); anything else goes through the check.
+_FAST_PLAIN: dict[str, re.Pattern[str]] = {
+    "PoolKey": _POOL_KEY,
+    "PhoneNoA": _NUMBER,
+    "PhoneNoB": _NUMBER,
+    "PhoneNoX": _NUMBER,
+    "OutId": _PLAIN_ID,
+    "OutOrderId": _PLAIN_ID,
+    "ASRModelId": _PLAIN_ID,
+}
+# Input key (API name or field name) -> (API name, position, check, plain pattern).
+_FastSpec = tuple[str, int, Callable[[Any], Any] | None, re.Pattern[str] | None]
+_FAST_KEYS: dict[str, _FastSpec] = {
+    **{
+        alias: (alias, i, check, _FAST_PLAIN.get(alias))
+        for i, (_name, alias, check) in enumerate(_FAST_FIELDS)
+    },
+    **{
+        name: (alias, i, check, _FAST_PLAIN.get(alias)) for i, (name, alias, check) in enumerate(_FAST_FIELDS)
+    },
+}
+_NAME_JSON = {alias: _json_str(alias) for _name, alias, _check in _FAST_FIELDS}
+_FAST_POSITION = {alias: i for i, (_name, alias, _check) in enumerate(_FAST_FIELDS)}
+_FAST_EXPIRATION = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2}) ([0-9]{2}):([0-9]{2}):([0-9]{2})")
+# Expiration value -> (the aware UTC+8 datetime, its text as sent, epoch ms). The rows of a file
+# mostly share a few expirations; the cache is dropped whole when it grows large.
+_expiration_cache: dict[str, tuple[datetime, str, int]] = {}
+_EXPIRATION_CACHE_MAX = 4096
+
+if {name for name, _alias, _check in _FAST_FIELDS} != set(BindAxbRequest.model_fields) or any(
+    BindAxbRequest.model_fields[name].alias != alias for name, alias, _check in _FAST_FIELDS
+):  # pragma: no cover - a new BindAxbRequest field must be added to _FAST_FIELDS too
+    raise RuntimeError("worker.models._FAST_FIELDS is out of step with BindAxbRequest")
+
+
+def _fast_moment(value: Any) -> tuple[datetime, str, int]:
+    """What the Expiration validator makes of ``value``, before its future check."""
+    if isinstance(value, str):
+        hit = _expiration_cache.get(value)
+        if hit is not None:
+            return hit
+        if _is_blank(value):
+            raise _NotFast
+        m = _FAST_EXPIRATION.fullmatch(value.strip())
+        if m is not None:
+            # Zero-padded fields in range read as strptime(EXPIRATION_FORMAT) reads them; out of
+            # range, datetime() raises and pydantic decides.
+            y, mo, d, h, mi, sec = map(int, m.groups())
+            moment = datetime(y, mo, d, h, mi, sec, tzinfo=CST)
+        else:
+            moment = _parse_expiration(value)
+        facts = (moment, format_expiration(moment), int(moment.timestamp() * 1000))
+        if len(_expiration_cache) >= _EXPIRATION_CACHE_MAX:
+            _expiration_cache.clear()
+        _expiration_cache[value] = facts
+        return facts
+    if _is_blank(value):
+        raise _NotFast
+    moment = _parse_expiration(value)
+    return moment, format_expiration(moment), int(moment.timestamp() * 1000)
+
+
+def bind_params(
+    data: Any, *, check_future: bool = True, now: datetime | None = None
+) -> tuple[dict[str, Any], int] | None:
+    """``(to_json_dict(), Expiration in epoch ms)`` of the request that
+    ``parse_bind_request(data, check_future=..., now=...)`` returns for the mapping ``data``, or
+    None when that call may refuse it (or warn): then make it.
+
+    Never raises, and never accepts what :func:`parse_bind_request` refuses.
+    """
+    if type(data) is not dict and not isinstance(data, Mapping):
+        return None
+    try:
+        items = data.items() if type(data) is dict else dict(data).items()
+        found: dict[str, Any] = {}
+        expires: tuple[datetime, str, int] | None = None
+        unset: list[str] = []  # optional fields given blank
+        last, in_order = -1, True
+        for key, value in items:
+            spec = _FAST_KEYS.get(key) if type(key) is str else None
+            if spec is None:
+                return None  # an unknown parameter, or a name that is not text
+            alias, position, check, plain = spec
+            if alias in found:
+                return None  # the API name and the field name both
+            if position < last:
+                in_order = False
+            last = position
+            if plain is not None and type(value) is str and plain.fullmatch(value):
+                found[alias] = value
+            elif check is None:
+                expires = _fast_moment(value)
+                found[alias] = expires[1]
+            else:
+                checked = check(value)
+                if checked is not None:
+                    found[alias] = checked
+                else:
+                    unset.append(alias)
+        if unset and (len(set(unset)) != len(unset) or not found.keys().isdisjoint(unset)):
+            return None  # the API name and the field name both
+        if expires is None or "PoolKey" not in found or "PhoneNoA" not in found or "PhoneNoB" not in found:
+            return None  # a required field is missing
+        if found["PhoneNoA"] == found["PhoneNoB"]:
+            return None
+        if check_future:
+            ref = now if isinstance(now, datetime) else datetime.now(UTC)
+            if ref.utcoffset() is None:
+                ref = ref.replace(tzinfo=CST)
+            if expires[0] - ref <= MIN_EXPIRATION_LEAD:
+                return None
+    except Exception:
+        return None  # whatever it is, pydantic decides (and raises what it raises)
+    if not in_order:
+        found = {alias: found[alias] for alias in sorted(found, key=_FAST_POSITION.__getitem__)}
+    return found, expires[2]
+
+
+def _json_scalar(value: Any) -> str:
+    """``json.dumps(value, ensure_ascii=False)`` of a str, bool or int."""
+    if type(value) is str:
+        return _json_str(value)
+    if type(value) is bool:
+        return "true" if value else "false"
+    if type(value) is int:
+        return int.__repr__(value)
+    return _COMPACT_JSON.encode(value)
+
+
+def bind_request_json(json_dict: Mapping[str, Any]) -> str:
+    """The stored form of a request, ``json.dumps(to_json_dict(), ensure_ascii=False,
+    separators=(",", ":"))``, written out by hand (the values are text, booleans and ints)."""
+    return bind_stored_forms(json_dict)[0]
+
+
+def bind_fingerprint(json_dict: Mapping[str, Any]) -> str:
+    """:meth:`BindAxbRequest.fingerprint` of the request whose ``to_json_dict()`` is ``json_dict``:
+    SHA-256 of ``json.dumps(api_params(json_dict), sort_keys=True, ensure_ascii=False)``, written
+    out by hand (every API parameter is text)."""
+    return bind_stored_forms(json_dict)[1]
+
+
+def bind_stored_forms(json_dict: Mapping[str, Any]) -> tuple[str, str]:
+    """:func:`bind_request_json` and :func:`bind_fingerprint` of ``json_dict`` together (each
+    name and text value JSON-encoded once)."""
+    pairs: list[tuple[str, str, str, str]] = []  # name, "name", value as stored, value as sent
+    for name, value in json_dict.items():
+        quoted = _NAME_JSON.get(name) or _json_str(name)
+        if type(value) is str:
+            stored = sent = _json_str(value)
+        else:
+            stored, sent = _json_scalar(value), _json_str(_api_text(value))
+        pairs.append((name, quoted, stored, sent))
+    request = "{" + ",".join([quoted + ":" + stored for _n, quoted, stored, _s in pairs]) + "}"
+    pairs.sort()  # by name (names are unique)
+    canonical = "{" + ", ".join([quoted + ": " + sent for _n, quoted, _v, sent in pairs]) + "}"
+    return request, hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _api_text(value: Any) -> str:
+    """A parameter as sent (:func:`api_params`): booleans ``true``/``false``, the rest ``str()``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def bind_default_key(json_dict: Mapping[str, Any]) -> str:
+    """:meth:`BindAxbRequest.default_idempotency_key` of the request whose ``to_json_dict()`` is
+    ``json_dict``: ``OutId`` if set, else ``h:`` + 32 hex digits of SHA-256(PoolKey|A|B|Expiration)."""
+    out_id = json_dict.get("OutId")
+    if out_id:
+        return str(out_id)
+    raw = "|".join(
+        [json_dict["PoolKey"], json_dict["PhoneNoA"], json_dict["PhoneNoB"], json_dict["Expiration"]]
+    )
+    return "h:" + hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+_COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 # --- responses ---------------------------------------------------------------------------------------

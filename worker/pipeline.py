@@ -20,18 +20,29 @@ import os
 import random
 import signal
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from worker import errors, keys
 from worker.errors import AmbiguousVendorError, Handling, InvalidRequestError, VendorError
+from worker.limiter import LATE_S
 from worker.metrics import BINDS, LIFECYCLE, LIMITER_WAIT, RETRIES, VENDOR_LATENCY
 from worker.models import parse_bind_request
 from worker.observability import report_dead_letter
 from worker.runtime import Runtime
 from worker.signing import SignedRequest
-from worker.store import PENDING, RETRYING, BindRecord, now_ms
+from worker.store import (
+    PENDING,
+    RETRYING,
+    START_BUSY,
+    START_DELAYED,
+    START_GO,
+    START_MISSING,
+    START_TERMINAL,
+    BindRecord,
+    Start,
+    now_ms,
+)
 
 log = logging.getLogger("axb.bind")
 
@@ -49,6 +60,8 @@ class Outcome:
     status: str
     code: str = ""
     attempts: int = 0
+    # The delivery's lease and start count were already settled (in the succeed script).
+    released: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {"key": self.key, "status": self.status, "code": self.code, "attempts": self.attempts}
@@ -60,45 +73,96 @@ def full_jitter(attempt: int, initial_s: float, max_s: float, rng: random.Random
     return (rng or random).uniform(0, ceiling)
 
 
-def run_bind(rt: Runtime, key: str, delivery: str) -> Outcome:
-    """Work on record ``key``: a bind, or (by its record's action) an unbind or extend."""
-    rec = rt.store.get(key)
-    if rec is None:
+def run_bind(
+    rt: Runtime, key: str, delivery: str, *, in_batch: bool = False, started: Start | None = None
+) -> Outcome:
+    """Work on record ``key``: a bind, or (by its record's action) an unbind or extend.
+
+    ``in_batch``: this delivery is one key of a many-key message (``axb.bind_many``). A key
+    whose earlier delivery died mid-attempt is then taken out of the batch and sent on as a
+    message of its own, so that a poison key is counted (and dead-lettered) alone and never
+    takes the innocent keys of its batch with it. ``started``: the key's start, already made
+    for the whole batch (:meth:`BindStore.start_many`).
+    """
+    st = started or rt.store.start(key, delivery, lease_seconds(rt), rt.settings.access_key_id)
+    rec = st.record
+    if st.what == START_MISSING or rec is None:
         log.warning("bind key=%s: no record (purged or expired); message dropped", key)
         return Outcome(key, "missing")
-    attempt: Callable[[Runtime, BindRecord], Outcome] = _attempt
-    if rec.action != "bind":
-        from worker.lifecycle import attempt_op
-
-        attempt = attempt_op
-    if rec.terminal:
+    if st.what in (START_TERMINAL, START_DELAYED):
+        # Finished, or a stale copy of the message: the delay queue owns the key until it is due.
         return Outcome(key, rec.status, rec.code, rec.attempts)
-    due = rt.store.delayed_due_at(key)
-    if due is not None and due > now_ms() + 50:
-        # A stale copy of the message: the delay queue owns this key until it is due.
-        return Outcome(key, rec.status, rec.code, rec.attempts)
-    lease_s = rt.settings.hard_time_limit_s + LEASE_EXTRA_S
-    if not rt.store.acquire_lease(key, delivery, lease_s):
-        # Another delivery is working on it (or died holding the lease): look again once the
-        # lease has run out. Never drop the message on the floor.
-        rt.redis.zadd(rt.store.delayed_key, {key: now_ms() + int(lease_s * 1000)}, gt=True)
+    if st.what == START_BUSY:
+        # Another delivery is working on it (or died holding the lease): the start script put
+        # the key on the delay queue for when the lease runs out. Never dropped on the floor.
         return Outcome(key, "busy", rec.code, rec.attempts)
+    if in_batch and st.starts > 1:
+        rt.store.unstart(key, delivery)
+        rt.publish([key])
+        log.warning("bind key=%s: an earlier delivery died mid-attempt; sent on alone", key)
+        return Outcome(key, "split", rec.code, rec.attempts)
+    released = False
     try:
-        starts = rt.store.note_start(key)
-        if starts > POISON_STARTS:
+        if st.starts > POISON_STARTS:
             _dead_letter(
                 rt,
                 key,
                 code=errors.POISON_MESSAGE,
-                message=f"{starts - 1} deliveries died mid-attempt; not delivered again",
+                message=f"{st.starts - 1} deliveries died mid-attempt; not delivered again",
             )
             return _finish(rt, key)
         _fault_injection(key)
-        outcome = attempt(rt, rec)
-        rt.store.note_finish(key)
+        if rec.action != "bind":
+            from worker.lifecycle import attempt_op
+
+            outcome = attempt_op(rt, rec)
+        else:
+            outcome = _attempt(rt, rec, halt=st.halt, lease_token=delivery)
+        released = outcome.released
+        if not released:
+            rt.store.note_finish(key)
         return outcome
     finally:
-        rt.store.release_lease(key, delivery)
+        if not released:
+            rt.store.release_lease(key, delivery)
+
+
+def run_bind_many(rt: Runtime, key_list: list[str], delivery: str) -> list[Outcome]:
+    """Work on many bind keys carried by one message, one after the other, each exactly as
+    :func:`run_bind` would (its own lease, record, retries, result and dead letter).
+
+    The message is held for at most ``batch_budget_s``: keys not started by then are published
+    again as a new message, so a slow vendor never keeps a message past the visibility timeout.
+    """
+    budget_s = rt.settings.batch_budget_s
+    t0 = time.monotonic()
+    # Every key is started (record read, lease taken, start counted) in one round trip. The
+    # leases outlast the budget plus one key's longest attempt (AXB_HARD_TIME_LIMIT_S + 5 s).
+    tokens = [f"{delivery}:{i}" for i in range(len(key_list))]
+    starts = rt.store.start_many(
+        list(zip(key_list, tokens, strict=True)), lease_seconds(rt), rt.settings.access_key_id
+    )
+    out: list[Outcome] = []
+    for i, key in enumerate(key_list):
+        if i and time.monotonic() - t0 > budget_s:
+            # Keys started and not worked on are given back and published again; the others
+            # were settled by the start itself (finished, delayed, busy: on the delay queue).
+            rest = [
+                (k, t)
+                for k, t, st in zip(key_list[i:], tokens[i:], starts[i:], strict=True)
+                if st.what == START_GO
+            ]
+            rt.store.unstart_many(rest)
+            rt.publish([k for k, _ in rest], batch=True)
+            log.info("bind batch: %d key(s) left after %.1f s; published again", len(rest), budget_s)
+            out.extend(Outcome(k, "requeued") for k in key_list[i:])
+            break
+        out.append(run_bind(rt, key, tokens[i], in_batch=True, started=starts[i]))
+    return out
+
+
+def lease_seconds(rt: Runtime) -> float:
+    return rt.settings.hard_time_limit_s + LEASE_EXTRA_S
 
 
 def _fault_injection(key: str) -> None:
@@ -153,7 +217,9 @@ def _log_outcome(rec: BindRecord, latency_ms: float | None = None) -> None:
     )
 
 
-def _attempt(rt: Runtime, rec: BindRecord) -> Outcome:
+def _attempt(
+    rt: Runtime, rec: BindRecord, *, halt: tuple[int, str, str] | None = None, lease_token: str = ""
+) -> Outcome:
     s = rt.settings
     key = rec.key
     now = now_ms()
@@ -190,27 +256,41 @@ def _attempt(rt: Runtime, rec: BindRecord) -> Outcome:
         return _finish(rt, key)
 
     # --- the account breaker: after an account-level refusal, the cluster holds its calls -------
-    halt = rt.store.account_halt(s.access_key_id)
-    if halt is not None:
-        until_ms, code, reason = halt
-        due = until_ms + random.randint(0, 500)
-        if due >= rec.deadline:
-            _dead_letter(rt, key, code=code, message=f"held until the deadline: {reason}")
-            return _finish(rt, key)
-        rt.store.schedule(
-            key,
-            due_ms=due,
-            status=rec.status or PENDING,
-            code=code,
-            message=f"held: {reason}",
-            keep_inflight=True,
-        )
-        return Outcome(key, rec.status, code, rec.attempts)
+    if halt is not None and halt[0] > now:
+        return _hold(rt, rec, halt)
 
-    # --- the cluster-wide rate limit -----------------------------------------------------------
-    reservation = rt.limiter.acquire_on_time(limits, max_wait_s=s.inline_wait_max_s)
+    # --- the cluster-wide rate limit, and the call recorded as going out -----------------------
+    # Signed first, then the limiter's slot and the record of the call (the stored signed
+    # request, the attempt counted, the account's hold checked) in one round trip: nothing but
+    # the slot's own wait lies between the slot and the send. The signature's timestamp is at
+    # most the inline wait old.
+    signed = replay or rt.client.sign_bind_axb(request)
+    pipe = rt.redis.pipeline(transaction=False)
+    rt.limiter.reserve_into(pipe, limits, max_wait_s=s.inline_wait_max_s)
+    rt.store.begin_attempt(key, signed.to_json_dict(), account=s.access_key_id, client=pipe)
+    raw_slot, raw_attempt = pipe.execute()
+    attempt = int(raw_attempt)
+    if attempt == -3:
+        return _hold(rt, rec, rt.store.account_halt(s.access_key_id))
+    if attempt < 0:
+        if attempt == -2:  # an unbind came first, and nothing of this bind can have bound
+            BINDS.labels("cancelled", errors.CANCELLED).inc()
+        return _finish(rt, key)
+    reservation = rt.limiter.reservation(raw_slot)
+    waited = reservation.wait_s if reservation.granted else 0.0
+    if reservation.granted and reservation.wait_s > 0:
+        slot = time.monotonic() + reservation.wait_s
+        time.sleep(reservation.wait_s)
+        if time.monotonic() - slot > LATE_S:
+            # Woken too late: the slot is given up rather than used late (see acquire_on_time).
+            rt.limiter.late_wakeups += 1
+            reservation = rt.limiter.acquire_on_time(limits, max_wait_s=s.inline_wait_max_s)
+            waited += reservation.wait_s
     if not reservation.granted:
-        due = now + int(reservation.wait_s * 1000) + random.randint(0, 20)
+        # No slot within the inline wait: this call does not go out now. The attempt is not
+        # counted; the key waits on the delay queue for about when a slot frees up.
+        rt.store.unbegin(key, attempt, first=replay is None)
+        due = now_ms() + int(reservation.wait_s * 1000) + random.randint(0, 20)
         rt.store.schedule(
             key,
             due_ms=due,
@@ -222,14 +302,8 @@ def _attempt(rt: Runtime, rec: BindRecord) -> Outcome:
             keep_inflight=True,
         )
         return Outcome(key, rec.status, rec.code, rec.attempts)
-    LIMITER_WAIT.observe(reservation.wait_s)  # already slept by acquire_on_time
+    LIMITER_WAIT.observe(waited)
 
-    signed = replay or rt.client.sign_bind_axb(request)
-    attempt = rt.store.begin_attempt(key, signed.to_json_dict())
-    if attempt < 0:
-        if attempt == -2:  # an unbind came first, and nothing of this bind can have bound
-            BINDS.labels("cancelled", errors.CANCELLED).inc()
-        return _finish(rt, key)
     started = time.monotonic()
     try:
         response = rt.client.bind_axb_signed(signed)
@@ -242,18 +316,42 @@ def _attempt(rt: Runtime, rec: BindRecord) -> Outcome:
     dto = response.secret_bind_dto
     assert dto is not None  # bind_axb_signed guarantees it
     expire_at_s = rec.expires_at // 1000 + s.result_ttl_extra_s
-    rt.store.succeed(
+    stored = rt.store.succeed(
         key,
         dto.model_dump(by_alias=True),
         response.request_id,
         expire_at_s,
         _hist(attempt, "OK", response.request_id, latency_ms, replay is not None),
+        lease_token=lease_token,
     )
     BINDS.labels("succeeded", "OK").inc()
-    done = rt.store.get(key)
-    if done is not None:
-        _log_outcome(done, latency_ms)
-    return Outcome(key, "succeeded", "OK", attempt)
+    if stored != 1:  # finished by someone else meanwhile (never expected while we hold the lease)
+        return _finish(rt, key, latency_ms)
+    rec.status, rec.code, rec.attempts, rec.request_id = "succeeded", "OK", attempt, response.request_id
+    _log_outcome(rec, latency_ms)
+    return Outcome(key, "succeeded", "OK", attempt, released=bool(lease_token))
+
+
+def _hold(rt: Runtime, rec: BindRecord, halt: tuple[int, str, str] | None) -> Outcome:
+    """The account breaker: after an account-level refusal the cluster holds its calls; this
+    key waits on the delay queue until the hold is over (or is dead-lettered at its deadline)."""
+    key = rec.key
+    until_ms, code, reason = halt or (now_ms(), "", "")
+    due = until_ms + random.randint(0, 500)
+    if due >= rec.deadline:
+        _dead_letter(
+            rt, key, code=code or errors.DEADLINE_EXCEEDED, message=f"held until the deadline: {reason}"
+        )
+        return _finish(rt, key)
+    rt.store.schedule(
+        key,
+        due_ms=due,
+        status=rec.status or PENDING,
+        code=code or rec.code,
+        message=f"held: {reason}" if reason else rec.message,
+        keep_inflight=True,
+    )
+    return Outcome(key, rec.status, code, rec.attempts)
 
 
 class RetryPlan(NamedTuple):
@@ -365,9 +463,12 @@ def _on_error(
 def _hist(
     attempt: int, code: str, request_id: str, latency_ms: float, replay: bool, http_status: int | None = None
 ) -> dict[str, Any]:
+    at = now_ms()
     return {
         "attempt": attempt,
-        "at": now_ms(),
+        "at": at,
+        # When the request went out (the answer came latency_ms later).
+        "sent_at": at - round(latency_ms),
         "code": code,
         "request_id": request_id,
         "latency_ms": round(latency_ms, 1),

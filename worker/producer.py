@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from worker import errors, keys
 from worker.errors import AxbError, IdempotencyConflictError, InvalidRequestError
@@ -34,6 +34,9 @@ from worker.models import (
     BindAxbRequest,
     SecretBindDTO,
     UnbindSubscriptionRequest,
+    bind_default_key,
+    bind_params,
+    bind_stored_forms,
     format_expiration,
     parse_bind_request,
     parse_expiration,
@@ -41,7 +44,7 @@ from worker.models import (
     to_cst,
 )
 from worker.runtime import Runtime, get_runtime
-from worker.store import SUCCEEDED, TERMINAL, BindRecord, now_ms
+from worker.store import SUCCEEDED, TERMINAL, BindRecord, CreateOutcome, PendingCreates, now_ms
 
 # The vendor refuses an Expiration less than a minute away: stop calling a little before that.
 EXPIRATION_MARGIN_MS = 60_000
@@ -197,7 +200,13 @@ def _wait_done(load: Callable[[], _R | None], what: str, timeout: float | None, 
 
 
 def derive_key(request: BindAxbRequest, idempotency_key: str | None = None) -> str:
-    key = idempotency_key.strip() if idempotency_key else request.default_idempotency_key()
+    return _derive_key(request.to_json_dict(), idempotency_key)
+
+
+def _derive_key(params: Mapping[str, Any], idempotency_key: str | None) -> str:
+    """The bind's key: the explicit one, else ``OutId``, else a hash (``params`` is the request's
+    ``to_json_dict()``)."""
+    key = idempotency_key.strip() if idempotency_key else bind_default_key(params)
     _check_key(key)
     if key.startswith(keys.RESERVED_PREFIXES):
         raise InvalidRequestError.single(
@@ -209,16 +218,19 @@ def derive_key(request: BindAxbRequest, idempotency_key: str | None = None) -> s
 
 
 def _check_key(key: str) -> None:
-    if not key or len(key) > MAX_KEY_LENGTH or any(c.isspace() and c != " " for c in key):
+    # Whitespace other than " " is never printable: a printable key needs no closer look.
+    if (
+        not key
+        or len(key) > MAX_KEY_LENGTH
+        or (not key.isprintable() and any(c.isspace() and c != " " for c in key))
+    ):
         raise InvalidRequestError.single(
             "IdempotencyKey", "isv.INVALID_PARAMETERS", f"must be 1-{MAX_KEY_LENGTH} printable characters"
         )
 
 
-@dataclass(frozen=True)
-class _Prepared:
+class _Prepared(NamedTuple):
     key: str
-    request: BindAxbRequest
     row: dict[str, Any]
 
 
@@ -228,30 +240,42 @@ def _prepare(
     deadline: datetime | None,
     rt: Runtime,
 ) -> _Prepared:
-    request = parse_bind_request(item)
-    key = derive_key(request, idempotency_key)
-    expires_ms = int(request.expiration.timestamp() * 1000)
+    # The fast path accepts exactly what parse_bind_request accepts, with the same result; for
+    # anything it is unsure of, parse_bind_request accepts it or raises the error.
+    fast = bind_params(item)
+    if fast is not None:
+        params, expires_ms = fast
+    else:
+        request = parse_bind_request(item)
+        params = request.to_json_dict()
+        expires_ms = int(request.expiration.timestamp() * 1000)
+    key = _derive_key(params, idempotency_key)
     deadline_ms = expires_ms - EXPIRATION_MARGIN_MS
     if deadline is not None:
         if deadline.tzinfo is None:
             raise InvalidRequestError.single("deadline", "isv.INVALID_PARAMETERS", "must be timezone-aware")
         deadline_ms = min(deadline_ms, int(deadline.timestamp() * 1000))
     ttl_s = max(60, (expires_ms // 1000 - int(time.time())) + rt.settings.result_ttl_extra_s)
+    request_json, fingerprint = bind_stored_forms(params)
     row = {
         "key": key,
         "task_id": keys.task_id_for(key),
-        "request": json.dumps(request.to_json_dict(), ensure_ascii=False, separators=(",", ":")),
-        "fingerprint": request.fingerprint(),
-        "pool": request.pool_key,
+        "request": request_json,
+        "fingerprint": fingerprint,
+        "pool": params["PoolKey"],
         "deadline": deadline_ms,
         "expires_at": expires_ms,
         "ttl_s": ttl_s,
     }
-    return _Prepared(key, request, row)
+    return _Prepared(key, row)
 
 
-def _commit(rt: Runtime, prepared: Sequence[_Prepared]) -> list[BindHandle | IdempotencyConflictError]:
-    outcomes = rt.store.create_many([p.row for p in prepared])
+def _commit(
+    rt: Runtime, prepared: Sequence[_Prepared], outcomes: Sequence[CreateOutcome] | None = None
+) -> list[BindHandle | IdempotencyConflictError]:
+    """Record (unless ``outcomes`` already tells how that went), publish, mark published."""
+    if outcomes is None:
+        outcomes = rt.store.create_many([p.row for p in prepared])
     to_publish: list[str] = []
     out: list[BindHandle | IdempotencyConflictError] = []
     for p, oc in zip(prepared, outcomes, strict=True):
@@ -264,7 +288,8 @@ def _commit(rt: Runtime, prepared: Sequence[_Prepared]) -> list[BindHandle | Ide
             to_publish.append(p.key)
         out.append(BindHandle(p.key, p.row["task_id"], oc.created, rt))
     if to_publish:
-        rt.publish(to_publish)
+        # Bulk enqueues carry many keys per message (AXB_BATCH_SIZE); a single one goes alone.
+        rt.publish(to_publish, batch=len(to_publish) > 1)
         rt.store.mark_published(to_publish)
     return out
 
@@ -302,10 +327,11 @@ class BulkResult:
         return sum(1 for h in self.handles if h.created)
 
 
+BindItem = BindAxbRequest | Mapping[str, Any] | tuple[BindAxbRequest | Mapping[str, Any], str | None]
+
+
 def enqueue_binds(
-    items: Iterable[
-        BindAxbRequest | Mapping[str, Any] | tuple[BindAxbRequest | Mapping[str, Any], str | None]
-    ],
+    items: Iterable[BindItem],
     *,
     deadline: datetime | None = None,
     chunk: int = 1000,
@@ -321,11 +347,7 @@ def enqueue_binds(
     batch_index: list[int] = []
 
     def flush() -> None:
-        for idx, res in zip(batch_index, _commit(rt, batch), strict=True):
-            if isinstance(res, IdempotencyConflictError):
-                out.rejected.append((idx, res))
-            else:
-                out.handles.append(res)
+        _collect(out, batch_index, _commit(rt, batch))
         batch.clear()
         batch_index.clear()
 
@@ -341,6 +363,77 @@ def enqueue_binds(
     if batch:
         flush()
     return out
+
+
+def _collect(
+    out: BulkResult, index: Sequence[int], results: Sequence[BindHandle | IdempotencyConflictError]
+) -> None:
+    for idx, res in zip(index, results, strict=True):
+        if isinstance(res, IdempotencyConflictError):
+            out.rejected.append((idx, res))
+        else:
+            out.handles.append(res)
+
+
+@dataclass
+class PreparedBinds:
+    """Binds validated by :func:`prepare_binds`, not yet recorded or published."""
+
+    prepared: list[_Prepared] = field(default_factory=list)
+    index: list[int] = field(default_factory=list)
+    rejected: list[tuple[int, AxbError]] = field(default_factory=list)
+
+
+def prepare_binds(items: Iterable[BindItem], *, deadline: datetime | None = None) -> PreparedBinds:
+    """The first half of :func:`enqueue_binds` for one batch: validation, keys and fingerprints.
+    Touches no Redis, so a caller may prepare the next batch while the last one is committed."""
+    rt = get_runtime()
+    out = PreparedBinds()
+    for i, item in enumerate(items):
+        req, key = item if isinstance(item, tuple) else (item, None)
+        try:
+            out.prepared.append(_prepare(req, key, deadline, rt))
+            out.index.append(i)
+        except AxbError as err:
+            out.rejected.append((i, err))
+    return out
+
+
+def commit_binds(batch: PreparedBinds) -> BulkResult:
+    """The second half: record and publish a prepared batch, as one :func:`enqueue_binds` chunk
+    (``rejected`` holds the batch's invalid items, then its idempotency conflicts)."""
+    return start_binds(batch).finish()
+
+
+def start_binds(batch: PreparedBinds) -> PendingBinds:
+    """:func:`commit_binds` in two halves: the records' creation goes out to Redis now, and
+    :meth:`PendingBinds.finish` takes the answers, publishes and marks. In between, Redis works
+    while the caller prepares its next batch."""
+    rt = get_runtime()
+    pending = rt.store.start_create_many([p.row for p in batch.prepared]) if batch.prepared else None
+    return PendingBinds(rt, batch, pending)
+
+
+@dataclass
+class PendingBinds:
+    """A prepared batch whose records are being created (see :func:`start_binds`)."""
+
+    rt: Runtime
+    batch: PreparedBinds
+    creating: PendingCreates | None
+
+    def finish(self) -> BulkResult:
+        out = BulkResult(rejected=list(self.batch.rejected))
+        if self.creating is not None:
+            outcomes = self.creating.result()
+            _collect(out, self.batch.index, _commit(self.rt, self.batch.prepared, outcomes))
+        return out
+
+    def discard(self) -> None:
+        """Stop waiting for the answers (the records are created all the same, not published:
+        enqueueing the rows again publishes them)."""
+        if self.creating is not None:
+            self.creating.discard()
 
 
 def get_result(key: str) -> BindResult | None:

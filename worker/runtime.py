@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 
@@ -69,7 +70,7 @@ class Runtime:
             out.append(Limit(scope=f"pool:{pool}", rate_qps=pool_qps, burst=1))
         return out
 
-    def publish(self, key_list: Sequence[str], action: str | None = None) -> None:
+    def publish(self, key_list: Sequence[str], action: str | None = None, *, batch: bool = False) -> None:
         """Put one Celery message per key on the queue (task id derived from the key).
 
         Without ``action`` each key goes to the task its name calls for (``axb.bind``, or
@@ -81,10 +82,29 @@ class Runtime:
         builds a Redis client and a producer per ``send_task``, which capped bulk enqueues at
         about 900 messages a second. A failed round trip is retried whole; a message pushed
         twice is harmless (one delivery holds the lease; a finished key is never worked again).
+
+        ``batch``: bind keys go up to ``AXB_BATCH_SIZE`` per message (task ``axb.bind_many``),
+        which takes the engine's per-message cost off each bind; lifecycle operations still go
+        one per message. The member keys' task ids travel in the message's ``axb_task_ids``
+        header, where the watchdog looks for them.
         """
-        for i in range(0, len(key_list), 2000):
-            chunk = [self._message(k, action or keys.action_of(k)) for k in key_list[i : i + 2000]]
-            self._push(chunk)
+        messages: list[str] = []
+        size = self.settings.batch_size
+        if batch and size > 1 and action in (None, "bind"):
+            binds = [k for k in key_list if keys.action_of(k) == "bind"]
+            singles = (
+                [k for k in key_list if keys.action_of(k) != "bind"] if len(binds) < len(key_list) else []
+            )
+            for i in range(0, len(binds), size):
+                group = binds[i : i + size]
+                messages.append(
+                    self._message(group[0], "bind") if len(group) == 1 else self._batch_message(group)
+                )
+        else:
+            singles = list(key_list)
+        messages.extend(self._message(k, action or keys.action_of(k)) for k in singles)
+        for i in range(0, len(messages), 2000):
+            self._push(messages[i : i + 2000])
 
     def _push(self, messages: list[str]) -> None:
         delay = 0.2
@@ -102,9 +122,18 @@ class Runtime:
                 delay = min(3.0, delay + 0.5)
 
     def _message(self, key: str, action: str) -> str:
-        tid = keys.task_id_for(key, action)
-        args = json.dumps([[key], {}, _EMBED])
-        argsrepr = mask_text(repr([key]))
+        return self._envelope(f"axb.{action}", keys.task_id_for(key, action), [key])
+
+    def _batch_message(self, key_list: Sequence[str]) -> str:
+        group = list(key_list)
+        ids = [keys.task_id_for(k, "bind") for k in group]
+        return self._envelope("axb.bind_many", str(uuid.uuid4()), [group], extra={"axb_task_ids": ids})
+
+    def _envelope(self, task: str, tid: str, argv: list[Any], extra: dict[str, Any] | None = None) -> str:
+        args = json.dumps([argv, {}, _EMBED])
+        argsrepr = mask_text(repr(argv))
+        if len(argsrepr) > 1000:
+            argsrepr = argsrepr[:1000] + "…"
         return json.dumps(
             {
                 "body": base64.b64encode(args.encode()).decode(),
@@ -112,7 +141,7 @@ class Runtime:
                 "content-type": "application/json",
                 "headers": {
                     "lang": "py",
-                    "task": f"axb.{action}",
+                    "task": task,
                     "id": tid,
                     "shadow": None,
                     "eta": None,
@@ -130,6 +159,7 @@ class Runtime:
                     "replaced_task_nesting": 0,
                     "stamped_headers": None,
                     "stamps": {},
+                    **(extra or {}),
                 },
                 "properties": {
                     "correlation_id": tid,
@@ -185,10 +215,14 @@ def start_pump() -> Pump:
         # Sweep a few times per watch period, but not more than once a second; the lock lets
         # one pump of the cluster sweep a queue at a time.
         every_ms = int(min(5_000, max(1_000, rt.settings.watchdog_s * 250)))
+
+        def publish(key_list: Sequence[str]) -> None:
+            rt.publish(key_list, batch=True)
+
         watchdog = Watchdog(
-            rt.redis, rt.settings.queue, rt.settings.watchdog_s, rt.publish, lock_ms=int(every_ms * 0.9)
+            rt.redis, rt.settings.queue, rt.settings.watchdog_s, publish, lock_ms=int(every_ms * 0.9)
         )
-        _pump = Pump(rt.delay, rt.publish, watchdog=watchdog, watchdog_every_ms=every_ms)
+        _pump = Pump(rt.delay, publish, watchdog=watchdog, watchdog_every_ms=every_ms)
     _pump.start()
     return _pump
 

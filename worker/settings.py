@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     backoff_max_s: float = Field(default=30.0, gt=0)
     no_number_backoff_initial_s: float = Field(default=15.0, gt=0)
     no_number_backoff_max_s: float = Field(default=300.0, gt=0)
+    # Bulk enqueues (enqueue_binds, axb backfill) and the delay queue carry up to this many bind
+    # keys per Celery message (task ``axb.bind_many``); 1 sends one message per key. Each key
+    # still has its own record, lease, retries, result and dead letter.
+    batch_size: int = Field(default=20, ge=1, le=500)
     # Waits up to this long happen inside the task; longer ones go to the delay queue.
     inline_wait_max_s: float = Field(default=1.0, ge=0)
     soft_time_limit_s: float = Field(default=25.0, gt=0)
@@ -76,6 +80,15 @@ class Settings(BaseSettings):
         if not v.startswith(("http://", "https://")):
             return "https://" + v
         return v.rstrip("/")
+
+    @property
+    def batch_budget_s(self) -> float:
+        """How long a many-key message may start new keys: what is left when it runs out is
+        published again, so a message is held well inside the soft time limit."""
+        return max(
+            1.0,
+            self.soft_time_limit_s - self.read_timeout_s - self.connect_timeout_s - self.inline_wait_max_s,
+        )
 
     def pool_limits(self) -> dict[str, float]:
         """Parse ``pool_rate_limits`` into ``{pool_key: qps}``."""

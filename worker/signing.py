@@ -17,7 +17,7 @@ import hashlib
 import hmac
 import uuid
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
@@ -120,7 +120,18 @@ class SignedRequest:
     signed_at: float = field(default=0.0)
 
     def to_json_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # By hand rather than dataclasses.asdict, which deep-copies every value (once per call).
+        return {
+            "method": self.method,
+            "url": self.url,
+            "headers": dict(self.headers),
+            "nonce": self.nonce,
+            "timestamp": self.timestamp,
+            "action": self.action,
+            "scheme": self.scheme,
+            "body": self.body,
+            "signed_at": self.signed_at,
+        }
 
     @classmethod
     def from_json_dict(cls, data: Mapping[str, Any]) -> SignedRequest:

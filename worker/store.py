@@ -29,7 +29,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 
@@ -48,26 +48,61 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-_CREATE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  local r = redis.call('HMGET', KEYS[1], 'fingerprint', 'status', 'published')
-  return {0, r[1] or '', r[2] or '', r[3] or '0'}
+# Create many bind records in one call (a backfill's chunk).
+# KEYS: watch, then one record per row. ARGV: 1 now, 2 watch-due, 3 action, 4 the rows as JSON,
+#       [[key, task_id, request, fingerprint, pool, deadline, expires_at, ttl_s], ...] (all text).
+# Returns {flags, ...}: one character per row, '1' created or '0' already there; for each '0', in
+# row order, its fingerprint, status and published flag follow. A key twice in one call is
+# created by the first row and reported by the second.
+_CREATE_MANY = """
+local rows = cjson.decode(ARGV[4])
+local flags, out, watch = {}, {''}, {}
+for i, row in ipairs(rows) do
+  local rec = KEYS[i + 1]
+  if redis.call('EXISTS', rec) == 1 then
+    local r = redis.call('HMGET', rec, 'fingerprint', 'status', 'published')
+    flags[i] = '0'
+    out[#out + 1] = r[1] or ''
+    out[#out + 1] = r[2] or ''
+    out[#out + 1] = r[3] or '0'
+  else
+    redis.call('HSET', rec, 'key', row[1], 'task_id', row[2], 'request', row[3],
+      'fingerprint', row[4], 'pool', row[5], 'created_at', ARGV[1], 'updated_at', ARGV[1],
+      'deadline', row[6], 'expires_at', row[7], 'status', 'pending', 'attempts', 0,
+      'published', 0, 'action', ARGV[3])
+    redis.call('EXPIRE', rec, tonumber(row[8]))
+    watch[#watch + 1] = ARGV[2]
+    watch[#watch + 1] = row[1]
+    flags[i] = '1'
+    if #watch >= 1000 then
+      redis.call('ZADD', KEYS[1], unpack(watch))
+      watch = {}
+    end
+  end
 end
-redis.call('HSET', KEYS[1], 'key', ARGV[1], 'task_id', ARGV[2], 'request', ARGV[3],
-  'fingerprint', ARGV[4], 'pool', ARGV[5], 'created_at', ARGV[6], 'updated_at', ARGV[6],
-  'deadline', ARGV[7], 'expires_at', ARGV[8], 'status', 'pending', 'attempts', 0,
-  'published', 0, 'action', ARGV[10])
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[9]))
-redis.call('ZADD', KEYS[2], tonumber(ARGV[11]), ARGV[1])
-return {1, ARGV[4], 'pending', '0'}
+if #watch > 0 then redis.call('ZADD', KEYS[1], unpack(watch)) end
+out[1] = table.concat(flags)
+return out
 """
 
-# KEYS: record, history, delayed, watch. ARGV: signed-json, now.
-# Returns the attempt number, -1 (terminal: do not call), -2 (cancelled now: do not call).
+_ROWS_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+# KEYS: records. Marks each record that still exists as published (its message is on the queue).
+_MARK_PUBLISHED = """
+for _, rec in ipairs(KEYS) do
+  if redis.call('EXISTS', rec) == 1 then redis.call('HSET', rec, 'published', 1) end
+end
+return #KEYS
+"""
+
+# KEYS: record, history, delayed, watch, account-halt. ARGV: signed-json, now, check-halt (0/1).
+# Returns the attempt number, -1 (terminal: do not call), -2 (cancelled now: do not call),
+# -3 (the account's calls are on hold: do not call; nothing written).
 _BEGIN_ATTEMPT = """
 local r = redis.call('HMGET', KEYS[1], 'status', 'cancel_requested', 'inflight', 'key')
 local st = r[1]
 if not st or st == 'succeeded' or st == 'dead_lettered' or st == 'cancelled' then return -1 end
+if ARGV[3] == '1' and redis.call('EXISTS', KEYS[5]) == 1 then return -3 end
 if r[2] and r[2] ~= '' and (not r[3] or r[3] == '') then
   -- An unbind was accepted and no request of ours may have bound: never send one.
   redis.call('HSET', KEYS[1], 'status', 'cancelled', 'code', 'axb.CANCELLED',
@@ -83,6 +118,17 @@ end
 redis.call('HSETNX', KEYS[1], 'first_attempt_at', ARGV[2])
 redis.call('HSET', KEYS[1], 'last_attempt_at', ARGV[2], 'updated_at', ARGV[2])
 return redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+"""
+
+# Undo a begin whose call did not go out after all (no rate-limit slot): the attempt is not
+# counted, and a first attempt's request is forgotten (a re-sent one stays: its fate is unknown).
+# KEYS: record. ARGV: attempt, first (0/1).
+_UNBEGIN = """
+if tonumber(redis.call('HGET', KEYS[1], 'attempts') or '-1') ~= tonumber(ARGV[1]) then return 0 end
+redis.call('HINCRBY', KEYS[1], 'attempts', -1)
+if ARGV[2] == '1' then redis.call('HDEL', KEYS[1], 'inflight', 'inflight_at') end
+if ARGV[1] == '1' then redis.call('HDEL', KEYS[1], 'first_attempt_at') end
+return 1
 """
 
 # KEYS: record, delayed, watch. ARGV: by (the unbind's key), now.
@@ -102,7 +148,29 @@ redis.call('ZREM', KEYS[3], r[3])
 return 1
 """
 
-# KEYS: record, history, delayed, watch. ARGV: result-json, request_id, now, expire-at-seconds, hist-json
+# The start of a delivery, in one round trip. KEYS: record, lease, delayed, account-halt.
+# ARGV: key, lease token, lease ms, now ms.
+# Returns {what, record hash (flat), starts, halt}: what = 0 no record, 1 terminal, 2 a stale
+# copy (the delay queue owns the key until it is due), 3 busy (another delivery holds the
+# lease: looked at again once it has run out), 4 go (lease taken, ``starts`` counted).
+_START = """
+local h = redis.call('HGETALL', KEYS[1])
+if #h == 0 then return {0, {}, 0, false} end
+local st = redis.call('HGET', KEYS[1], 'status')
+if st == 'succeeded' or st == 'dead_lettered' or st == 'cancelled' then return {1, h, 0, false} end
+local now = tonumber(ARGV[4])
+local due = redis.call('ZSCORE', KEYS[3], ARGV[1])
+if due and tonumber(due) > now + 50 then return {2, h, 0, false} end
+if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', tonumber(ARGV[3])) then
+  redis.call('ZADD', KEYS[3], 'GT', now + tonumber(ARGV[3]), ARGV[1])
+  return {3, h, 0, false}
+end
+local starts = redis.call('HINCRBY', KEYS[1], 'starts', 1)
+return {4, h, starts, redis.call('GET', KEYS[4])}
+"""
+
+# KEYS: record, history, delayed, watch, lease. ARGV: result-json, request_id, now,
+#       expire-at-seconds, hist-json, lease token ('' : keep the lease and the start count)
 _SUCCEED = """
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return -1 end
@@ -117,6 +185,11 @@ redis.call('EXPIREAT', KEYS[2], tonumber(ARGV[4]))
 local k = redis.call('HGET', KEYS[1], 'key')
 redis.call('ZREM', KEYS[3], k)
 redis.call('ZREM', KEYS[4], k)
+if ARGV[6] ~= '' then
+  -- The delivery is over: its start is no longer a death to count, and its lease is freed.
+  redis.call('HSET', KEYS[1], 'starts', 0)
+  if redis.call('GET', KEYS[5]) == ARGV[6] then redis.call('DEL', KEYS[5]) end
+end
 return 1
 """
 
@@ -343,7 +416,22 @@ class BindRecord:
 
 
 @dataclass(frozen=True)
-class CreateOutcome:
+class Start:
+    """What :meth:`BindStore.start` found: ``what`` is one of the ``START_*`` codes."""
+
+    what: int
+    record: BindRecord | None
+    starts: int
+    halt: tuple[int, str, str] | None
+
+
+START_MISSING, START_TERMINAL, START_DELAYED, START_BUSY, START_GO = range(5)
+
+
+class CreateOutcome(NamedTuple):
+    """What :meth:`BindStore.create_many` found or made for one row (a tuple: bulk enqueues make
+    one per row)."""
+
     created: bool
     fingerprint: str
     status: str
@@ -360,8 +448,116 @@ class OpCreateOutcome:
     seq: int = 0
 
 
+class _CreateCall(NamedTuple):
+    rows: Sequence[dict[str, Any]]
+    keys: list[str]
+    args: list[Any]
+
+
+class PendingCreates:
+    """``_CREATE_MANY`` calls sent by :meth:`BindStore.start_create_many`, answers not read yet.
+
+    The calls go out on a connection of the client's pool, held until :meth:`result` reads every
+    answer (or :meth:`discard` drops it). A call whose answer cannot be had (the connection
+    failed, or Redis lost the script) is made again, synchronously, through the registered
+    script, which retries and reloads as every other call does: rows its first run created are
+    then reported as existing, with their own fingerprint, not published, as after any retry.
+    """
+
+    def __init__(self, store: BindStore, calls: list[_CreateCall]) -> None:
+        self._store = store
+        self._calls = calls
+        self._conn: Any = None
+        self._out: list[CreateOutcome] | None = None
+
+    def send(self) -> None:
+        if not self._calls:
+            return
+        pool = self._store.r.connection_pool
+        conn: Any  # redis-py's Connection: send_packed_command and friends are untyped
+        try:
+            try:
+                conn = pool.get_connection()
+            except TypeError:  # redis-py < 5.3 wants a command name
+                conn = pool.get_connection("EVALSHA")  # type: ignore[arg-type,unused-ignore]
+        except (redis.ConnectionError, redis.TimeoutError):
+            return  # result() makes the calls the ordinary way
+        sha = self._store._create_many.sha
+        try:
+            conn.send_packed_command(
+                conn.pack_commands([("EVALSHA", sha, len(c.keys), *c.keys, *c.args) for c in self._calls])
+            )
+        except (redis.ConnectionError, redis.TimeoutError):
+            self._drop(conn)
+            return
+        except BaseException:
+            self._drop(conn)
+            raise
+        self._conn = conn
+
+    def result(self) -> list[CreateOutcome]:
+        """The outcome of every row, in order (reads the answers; once)."""
+        if self._out is not None:
+            return self._out
+        conn, self._conn = self._conn, None
+        replies: list[Any] = []
+        if conn is not None:
+            try:
+                for _ in self._calls:
+                    try:
+                        replies.append(conn.read_response())
+                    except redis.ResponseError as exc:  # one answer per call, an error too
+                        replies.append(exc)
+            except (redis.ConnectionError, redis.TimeoutError):
+                self._drop(conn)
+                conn = None
+            except BaseException:
+                self._drop(conn)
+                raise
+            else:
+                self._store.r.connection_pool.release(conn)
+        out: list[CreateOutcome] = []
+        for i, call in enumerate(self._calls):
+            res = replies[i] if i < len(replies) else None
+            if res is None or isinstance(res, redis.exceptions.NoScriptError):
+                res = self._store._create_many(keys=call.keys, args=call.args)
+            elif isinstance(res, redis.ResponseError):
+                raise res
+            _outcomes(call.rows, res, out)
+        self._out = out
+        return out
+
+    def discard(self) -> None:
+        """Give the connection back without reading the answers (the records are made anyway)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            self._drop(conn)
+
+    def _drop(self, conn: Any) -> None:
+        conn.disconnect()  # answers may be pending: the connection cannot be used again as it is
+        self._store.r.connection_pool.release(conn)
+
+
+def _outcomes(rows: Sequence[dict[str, Any]], res: Any, out: list[CreateOutcome]) -> None:
+    """Decode one ``_CREATE_MANY`` answer into ``out``."""
+    flags, rest = _s(res[0]), res[1:]
+    j = 0
+    for row, flag in zip(rows, flags, strict=True):
+        if flag == "1":
+            out.append(CreateOutcome(True, row["fingerprint"], PENDING, False))
+        else:
+            fp, status, published = rest[j : j + 3]
+            j += 3
+            out.append(CreateOutcome(False, _s(fp), _s(status), _s(published) == "1"))
+
+
 class BindStore:
     """Typed access to bind records; every mutation is atomic."""
+
+    # Rows per _CREATE_MANY call (Redis runs one call at a time: a few ms each) and keys per
+    # _MARK_PUBLISHED call.
+    CREATE_BATCH = 500
+    MARK_BATCH = 2000
 
     def __init__(self, client: redis.Redis, queue: str = "axb.bind", watch_s: float = 60.0) -> None:
         self.r = client
@@ -369,8 +565,11 @@ class BindStore:
         self.delayed_key = keys.delayed(queue)
         self.watch_key = keys.watch(queue)
         self.watch_ms = int(watch_s * 1000)
-        self._create = client.register_script(_CREATE)
+        self._create_many = client.register_script(_CREATE_MANY)
+        self._mark_published = client.register_script(_MARK_PUBLISHED)
+        self._start = client.register_script(_START)
         self._begin = client.register_script(_BEGIN_ATTEMPT)
+        self._unbegin = client.register_script(_UNBEGIN)
         self._succeed = client.register_script(_SUCCEED)
         self._schedule = client.register_script(_SCHEDULE)
         self._dead = client.register_script(_DEAD_LETTER)
@@ -382,24 +581,41 @@ class BindStore:
     # --- producer side -----------------------------------------------------------------------
 
     def create_many(self, rows: Sequence[dict[str, Any]], *, action: str = "bind") -> list[CreateOutcome]:
-        """Create records (``key, task_id, request, fingerprint, pool, deadline, expires_at, ttl_s``)
-        in one pipelined round trip; existing keys are left untouched and reported."""
-        pipe = self.r.pipeline(transaction=False)
+        """Create records (``key, task_id, request, fingerprint, pool, deadline, expires_at, ttl_s``),
+        up to :attr:`CREATE_BATCH` per script call; existing keys are left untouched and reported."""
+        return self.start_create_many(rows, action=action).result()
+
+    def start_create_many(self, rows: Sequence[dict[str, Any]], *, action: str = "bind") -> PendingCreates:
+        """:meth:`create_many` in two halves: the script calls go out now, in one write, and
+        :meth:`PendingCreates.result` reads the answers; meanwhile Redis creates the records and
+        the caller may do other work (a backfill validates its next chunk)."""
         ts = now_ms()
-        for row in rows:
-            self._create(
-                keys=[keys.bind_record(row["key"]), self.watch_key],
-                args=self._create_args(row, ts, action),
-                client=pipe,
+        calls = []
+        for i in range(0, len(rows), self.CREATE_BATCH):
+            part = rows[i : i + self.CREATE_BATCH]
+            payload = _ROWS_JSON.encode(
+                [
+                    [
+                        row["key"],
+                        row["task_id"],
+                        row["request"],
+                        row["fingerprint"],
+                        row["pool"],
+                        str(row["deadline"]),
+                        str(row["expires_at"]),
+                        str(row["ttl_s"]),
+                    ]
+                    for row in part
+                ]
             )
-        out = []
-        for res in pipe.execute():
-            created, fp, status, published = res
-            out.append(CreateOutcome(bool(int(created)), _s(fp), _s(status), _s(published) == "1"))
-        return out
+            record_keys = [self.watch_key, *[keys.bind_record(row["key"]) for row in part]]
+            calls.append(_CreateCall(part, record_keys, [ts, ts + self.watch_ms, action, payload]))
+        pending = PendingCreates(self, calls)
+        pending.send()
+        return pending
 
     def _create_args(self, row: dict[str, Any], ts: int, action: str) -> list[Any]:
-        """ARGV shared by the record-creating scripts (``_CREATE`` and ``_CREATE_OP``)."""
+        """ARGV of ``_CREATE_OP`` (a lifecycle operation's record)."""
         return [
             row["key"],
             row["task_id"],
@@ -449,10 +665,9 @@ class BindStore:
         return out
 
     def mark_published(self, key_list: Sequence[str]) -> None:
-        pipe = self.r.pipeline(transaction=False)
-        for k in key_list:
-            pipe.hset(keys.bind_record(k), "published", 1)
-        pipe.execute()
+        """Note that the messages of ``key_list`` are on the queue, a few thousand keys per call."""
+        for i in range(0, len(key_list), self.MARK_BATCH):
+            self._mark_published(keys=[keys.bind_record(k) for k in key_list[i : i + self.MARK_BATCH]])
 
     # --- reads -------------------------------------------------------------------------------
 
@@ -476,6 +691,53 @@ class BindStore:
 
     # --- worker side -------------------------------------------------------------------------
 
+    def start(self, key: str, token: str, lease_s: float, account: str) -> Start:
+        """Begin a delivery of ``key`` in one round trip: read the record, check the delay queue,
+        take the lease, count the start and read the account's halt (see ``_START``)."""
+        return self.start_many([(key, token)], lease_s, account)[0]
+
+    def start_many(self, items: Sequence[tuple[str, str]], lease_s: float, account: str) -> list[Start]:
+        """:meth:`start` for many ``(key, token)`` pairs in one pipelined round trip."""
+        ts = now_ms()
+        pipe = self.r.pipeline(transaction=False)
+        for key, token in items:
+            self._start(
+                keys=[
+                    keys.bind_record(key),
+                    keys.bind_lease(key),
+                    self.delayed_key,
+                    keys.account_halt(account),
+                ],
+                args=[key, token, int(lease_s * 1000), ts],
+                client=pipe,
+            )
+        return [self._started(*res) for res in pipe.execute()]
+
+    @staticmethod
+    def _started(what: Any, flat: Any, starts: Any, halt: Any) -> Start:
+        rec = None
+        if flat:
+            it = iter(flat)
+            rec = BindRecord.from_hash({_s(k): _s(v) for k, v in zip(it, it, strict=True)})
+        halted = None
+        if halt:
+            until, code, reason = json.loads(halt)
+            halted = (int(until), str(code), str(reason))
+        return Start(int(what), rec, int(starts), halted)
+
+    def unstart(self, key: str, token: str) -> None:
+        """Undo a :meth:`start` that will not work on the key (its count and its lease)."""
+        self.unstart_many([(key, token)])
+
+    def unstart_many(self, items: Sequence[tuple[str, str]]) -> None:
+        if not items:
+            return
+        pipe = self.r.pipeline(transaction=False)
+        for key, token in items:
+            pipe.hincrby(keys.bind_record(key), "starts", -1)
+            self._release(keys=[keys.bind_lease(key)], args=[token], client=pipe)
+        pipe.execute()
+
     def acquire_lease(self, key: str, token: str, ttl_s: float) -> bool:
         return bool(self.r.set(keys.bind_lease(key), token, nx=True, px=int(ttl_s * 1000)))
 
@@ -497,15 +759,29 @@ class BindStore:
     def note_finish(self, key: str) -> None:
         self.r.hset(keys.bind_record(key), "starts", 0)
 
-    def begin_attempt(self, key: str, signed: dict[str, Any] | None) -> int:
+    def begin_attempt(
+        self, key: str, signed: dict[str, Any] | None, *, account: str = "", client: Any = None
+    ) -> Any:
         """Record that a vendor call is about to go out; returns the attempt number, or -1
-        (terminal: do not call) or -2 (an unbind cancelled the bind just now: do not call)."""
-        return int(
-            self._begin(
-                keys=[keys.bind_record(key), keys.bind_history(key), self.delayed_key, self.watch_key],
-                args=[json.dumps(signed) if signed else "", now_ms()],
-            )
+        (terminal: do not call) or -2 (an unbind cancelled the bind just now: do not call).
+        With ``account``: -3 if that account's calls are on hold (:meth:`halt_account`).
+        With ``client`` (a pipeline) the command is only queued on it."""
+        res = self._begin(
+            keys=[
+                keys.bind_record(key),
+                keys.bind_history(key),
+                self.delayed_key,
+                self.watch_key,
+                keys.account_halt(account),
+            ],
+            args=[json.dumps(signed) if signed else "", now_ms(), 1 if account else 0],
+            client=client,
         )
+        return res if client is not None else int(res)
+
+    def unbegin(self, key: str, attempt: int, *, first: bool) -> None:
+        """Undo :meth:`begin_attempt` for a call that did not go out after all."""
+        self._unbegin(keys=[keys.bind_record(key)], args=[attempt, 1 if first else 0])
 
     def try_cancel(self, key: str, by: str) -> int:
         """Cancel bind ``key`` for the unbind ``by`` if no request of it may have bound.
@@ -564,12 +840,27 @@ class BindStore:
         )
 
     def succeed(
-        self, key: str, result: dict[str, Any], request_id: str, expire_at_s: int, hist: dict[str, Any] | None
+        self,
+        key: str,
+        result: dict[str, Any],
+        request_id: str,
+        expire_at_s: int,
+        hist: dict[str, Any] | None,
+        *,
+        lease_token: str = "",
     ) -> int:
+        """Mark ``key`` succeeded. With ``lease_token``, also end the delivery in the same step
+        (what :meth:`note_finish` and :meth:`release_lease` would do)."""
         return int(
             self._succeed(
-                keys=[keys.bind_record(key), keys.bind_history(key), self.delayed_key, self.watch_key],
-                args=[json.dumps(result), request_id, now_ms(), expire_at_s, _hist(hist)],
+                keys=[
+                    keys.bind_record(key),
+                    keys.bind_history(key),
+                    self.delayed_key,
+                    self.watch_key,
+                    keys.bind_lease(key),
+                ],
+                args=[json.dumps(result), request_id, now_ms(), expire_at_s, _hist(hist), lease_token],
             )
         )
 

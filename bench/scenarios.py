@@ -182,7 +182,9 @@ def throughput(stack: Stack, cfg: Config) -> list[Row]:
     )
     cfg.notes.append(
         f"Throughput set-ups: ours {ours_desc}; naive `celery -A bench.naive_app worker` with {naive_desc}; "
-        f"no-op {noop_desc}."
+        f"no-op {noop_desc}. Ours is enqueued with `enqueue_binds` (the bulk path `axb backfill` uses), "
+        "so its backlog is 20 binds per message (AXB_BATCH_SIZE); the naive task and the no-op take one "
+        "message per task. CPU per message below is per bind for ours."
     )
 
     cpu = []

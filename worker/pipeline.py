@@ -27,7 +27,7 @@ from worker import errors, keys
 from worker.errors import AmbiguousVendorError, Handling, InvalidRequestError, VendorError
 from worker.limiter import LATE_S
 from worker.metrics import BINDS, LIFECYCLE, LIMITER_WAIT, RETRIES, VENDOR_LATENCY
-from worker.models import parse_bind_request
+from worker.models import api_params, bind_params, parse_bind_request
 from worker.observability import report_dead_letter
 from worker.runtime import Runtime
 from worker.signing import SignedRequest
@@ -249,11 +249,17 @@ def _attempt(
         )
         return _finish(rt, key)
 
-    try:
-        request = parse_bind_request(rec.request, check_future=False)
-    except InvalidRequestError as err:
-        _dead_letter(rt, key, code=err.code, message=str(err))
-        return _finish(rt, key)
+    # The stored request is checked again (it was at enqueue; the rules may have changed since):
+    # the fast path accepts what pydantic accepts, and leaves anything doubtful to pydantic.
+    fast = bind_params(rec.request, check_future=False)
+    if fast is not None:
+        params = api_params(fast[0])
+    else:
+        try:
+            params = parse_bind_request(rec.request, check_future=False).to_api_params()
+        except InvalidRequestError as err:
+            _dead_letter(rt, key, code=err.code, message=str(err))
+            return _finish(rt, key)
 
     # --- the account breaker: after an account-level refusal, the cluster holds its calls -------
     if halt is not None and halt[0] > now:
@@ -264,7 +270,7 @@ def _attempt(
     # request, the attempt counted, the account's hold checked) in one round trip: nothing but
     # the slot's own wait lies between the slot and the send. The signature's timestamp is at
     # most the inline wait old.
-    signed = replay or rt.client.sign_bind_axb(request)
+    signed = replay or rt.client.sign("BindAxb", params)
     pipe = rt.redis.pipeline(transaction=False)
     rt.limiter.reserve_into(pipe, limits, max_wait_s=s.inline_wait_max_s)
     rt.store.begin_attempt(key, signed.to_json_dict(), account=s.access_key_id, client=pipe)

@@ -1,4 +1,5 @@
-"""The ``axb.bind`` task: one message carries one idempotency key; the record holds the rest."""
+"""The bind tasks: ``axb.bind`` carries one idempotency key, ``axb.bind_many`` (bulk enqueues, the
+delay pump) up to ``AXB_BATCH_SIZE``; each key's record holds the rest."""
 
 from __future__ import annotations
 

@@ -250,3 +250,14 @@ def test_a_call_refused_a_slot_is_not_counted_and_waits_on_the_delay_queue(
     assert due is not None and t0 * 1000 + 1000 < due < t0 * 1000 + 3000  # about 2 s: the next slot at 0.5/s
     assert len(calls_for(simulator, "order-701")) == 0 and len(calls_for(simulator, "order-700")) == 1
     assert not rt.redis.exists(keys.bind_lease("order-701"))
+
+
+def test_a_batch_message_shows_flower_masked_keys_and_no_numbers(pipeline: Runtime) -> None:
+    """Keys that hold phone numbers are masked in a batch message's argsrepr; the requests' own
+    numbers are nowhere in the message."""
+    enqueue_binds([(request(800 + i), f"call-1380000{800 + i:04d}") for i in range(3)])
+    (raw,) = pipeline.redis.lrange(pipeline.settings.queue, 0, -1)
+    msg = json.loads(raw)
+    assert msg["headers"]["task"] == "axb.bind_many"
+    assert msg["headers"]["argsrepr"] == "[['call-138****0800', 'call-138****0801', 'call-138****0802']]"
+    assert b"13900000800" not in raw and b"13800000800" not in raw.replace(b"call-13800000800", b"")

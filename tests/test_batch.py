@@ -261,3 +261,28 @@ def test_a_batch_message_shows_flower_masked_keys_and_no_numbers(pipeline: Runti
     assert msg["headers"]["task"] == "axb.bind_many"
     assert msg["headers"]["argsrepr"] == "[['call-138****0800', 'call-138****0801', 'call-138****0802']]"
     assert b"13900000800" not in raw and b"13800000800" not in raw.replace(b"call-13800000800", b"")
+
+
+def test_a_worker_shutting_down_gives_the_rest_of_a_batch_back_at_once(
+    pipeline: Runtime, simulator: Any
+) -> None:
+    """On a warm shutdown (SIGTERM) a batch finishes the key it is on and publishes the others
+    again, leases freed and starts undone, instead of holding them through the soft shutdown."""
+    from celery.signals import worker_shutting_down
+
+    from worker.pipeline import STOPPING, run_bind_many
+
+    enqueue_binds([request(900), request(901), request(902)])
+    pipeline.redis.delete(pipeline.settings.queue)
+    worker_shutting_down.send(sender="test", sig="SIGTERM", how="Warm", exitcode=0)
+    try:
+        assert STOPPING.is_set()
+        outcomes = run_bind_many(pipeline, ["order-900", "order-901", "order-902"], "d")
+    finally:
+        STOPPING.clear()
+    assert [o.status for o in outcomes] == ["succeeded", "requeued", "requeued"]
+    ((task, again, _),) = queued(pipeline)
+    assert (task, again) == ("axb.bind_many", ["order-901", "order-902"])
+    for k in again:
+        rec = pipeline.store.get(k)
+        assert rec is not None and rec.starts == 0 and not pipeline.redis.exists(keys.bind_lease(k))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from celery.signals import celeryd_init, worker_ready, worker_shutdown
+from celery.signals import celeryd_init, worker_ready, worker_shutdown, worker_shutting_down
 
 from worker.settings import Settings, get_settings
 
@@ -137,8 +137,10 @@ def _on_worker_init(**_: Any) -> None:
 
 @worker_ready.connect
 def _start_pump(**_: Any) -> None:
+    from worker.pipeline import STOPPING
     from worker.runtime import get_runtime, start_pump
 
+    STOPPING.clear()
     start_pump()
     rt = get_runtime()
     if rt.settings.metrics_port:
@@ -152,3 +154,13 @@ def _stop_pump(**_: Any) -> None:
     from worker.runtime import stop_pump
 
     stop_pump()
+
+
+@worker_shutting_down.connect
+def _stop_batches(**_: Any) -> None:
+    """Warm shutdown (SIGTERM): running many-key messages start no further key; they give the
+    rest back to the queue at once instead of holding them until the soft shutdown ends. (The
+    threads pool; prefork children finish their message as before.)"""
+    from worker.pipeline import STOPPING
+
+    STOPPING.set()

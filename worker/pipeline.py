@@ -19,6 +19,7 @@ import logging
 import os
 import random
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -52,6 +53,8 @@ POISON_STARTS = 3
 # Throttled answers slow the cluster down; they do not use up the retry budget, up to this cap.
 MAX_THROTTLES = 100
 LEASE_EXTRA_S = 5.0
+# Set when the worker begins a warm shutdown: many-key messages start no further key.
+STOPPING = threading.Event()
 
 
 @dataclass(frozen=True)
@@ -144,7 +147,7 @@ def run_bind_many(rt: Runtime, key_list: list[str], delivery: str) -> list[Outco
     )
     out: list[Outcome] = []
     for i, key in enumerate(key_list):
-        if i and time.monotonic() - t0 > budget_s:
+        if i and (time.monotonic() - t0 > budget_s or STOPPING.is_set()):
             # Keys started and not worked on are given back and published again; the others
             # were settled by the start itself (finished, delayed, busy: on the delay queue).
             rest = [
@@ -154,7 +157,8 @@ def run_bind_many(rt: Runtime, key_list: list[str], delivery: str) -> list[Outco
             ]
             rt.store.unstart_many(rest)
             rt.publish([k for k, _ in rest], batch=True)
-            log.info("bind batch: %d key(s) left after %.1f s; published again", len(rest), budget_s)
+            why = "the worker is shutting down" if STOPPING.is_set() else f"{budget_s:.1f} s"
+            log.info("bind batch: %d key(s) left after %s; published again", len(rest), why)
             out.extend(Outcome(k, "requeued") for k in key_list[i:])
             break
         out.append(run_bind(rt, key, tokens[i], in_batch=True, started=starts[i]))

@@ -239,17 +239,24 @@ def test_a_call_refused_a_slot_is_not_counted_and_waits_on_the_delay_queue(
         monkeypatch, {"AXB_RATE_LIMIT_QPS": "0.5", "AXB_RATE_LIMIT_BURST": "1", "AXB_INLINE_WAIT_MAX_S": "0"}
     )
     rt = get_runtime()
-    enqueue_binds([request(700), request(701)])
+    enqueue_binds([request(700), request(701), request(702), request(703)])
     rt.redis.delete(rt.settings.queue)
     t0 = time.time()
-    outcomes = run_bind_many(rt, ["order-700", "order-701"], "d")
-    assert [o.status for o in outcomes] == ["succeeded", "pending"]
+    outcomes = run_bind_many(rt, ["order-700", "order-701", "order-702", "order-703"], "d")
+    assert [o.status for o in outcomes] == ["succeeded", "pending", "parked", "parked"]
     rec = rt.store.get("order-701")
     assert rec is not None and rec.attempts == 0 and rec.inflight is None and rec.first_attempt_at is None
     due = rt.store.delayed_due_at("order-701")
     assert due is not None and t0 * 1000 + 1000 < due < t0 * 1000 + 3000  # about 2 s: the next slot at 0.5/s
     assert len(calls_for(simulator, "order-701")) == 0 and len(calls_for(simulator, "order-700")) == 1
     assert not rt.redis.exists(keys.bind_lease("order-701"))
+    # The rest of the batch is not refused key by key: it waits too, spread at the rate (2 s apart).
+    assert rt.store.delayed_due_at("order-702") == due + 2000
+    assert rt.store.delayed_due_at("order-703") == due + 4000
+    for k in ("order-702", "order-703"):
+        r = rt.store.get(k)
+        assert r is not None and r.attempts == 0 and r.starts == 0 and not rt.redis.exists(keys.bind_lease(k))
+        assert not calls_for(simulator, k)
 
 
 def test_a_batch_message_shows_flower_masked_keys_and_no_numbers(pipeline: Runtime) -> None:
@@ -284,5 +291,22 @@ def test_a_worker_shutting_down_gives_the_rest_of_a_batch_back_at_once(
     ((task, again, _),) = queued(pipeline)
     assert (task, again) == ("axb.bind_many", ["order-901", "order-902"])
     for k in again:
+        rec = pipeline.store.get(k)
+        assert rec is not None and rec.starts == 0 and not pipeline.redis.exists(keys.bind_lease(k))
+
+
+def test_keys_parked_by_different_batches_queue_up_at_the_rate(pipeline: Runtime) -> None:
+    """Two batches parked for the same scope form one line: the second starts where the first
+    ends, so the keys come back one per slot rather than all together."""
+    enqueue_binds([request(i) for i in range(950, 956)])
+    acct = pipeline.settings.access_key_id
+    items = [(f"order-{i}", f"t{i}") for i in range(950, 956)]
+    pipeline.store.start_many(items, 10, acct)
+    t = int(time.time() * 1000) + 1000
+    pipeline.store.park(items[:3], scope="account:x", earliest_ms=t, step_ms=100)
+    pipeline.store.park(items[3:], scope="account:x", earliest_ms=t, step_ms=100)
+    dues = [pipeline.store.delayed_due_at(k) for k, _ in items]
+    assert dues == [t, t + 100, t + 200, t + 300, t + 400, t + 500]
+    for k, _ in items:
         rec = pipeline.store.get(k)
         assert rec is not None and rec.starts == 0 and not pipeline.redis.exists(keys.bind_lease(k))

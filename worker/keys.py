@@ -88,6 +88,11 @@ DEAD_LETTER_AUDIT = f"{PREFIX}:dlq:audit"  # stream of purge / replay audit reco
 BACKFILL_PREFIX = f"{PREFIX}:backfill"
 
 
+def park_line(scope: str) -> str:
+    """String: when (ms) the line of batch keys parked for ``scope``'s rate limit ends."""
+    return f"{PREFIX}:rl:{{{scope}}}:parked"
+
+
 def rate_tat(scope: str) -> str:
     """String: GCRA theoretical arrival time (µs) for a limiter scope (account or pool)."""
     return f"{PREFIX}:rl:{{{scope}}}:tat"

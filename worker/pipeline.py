@@ -65,6 +65,9 @@ class Outcome:
     attempts: int = 0
     # The delivery's lease and start count were already settled (in the succeed script).
     released: bool = False
+    # No rate-limit slot within the inline wait: (when the key is due again in ms, the rate and
+    # scope of its tightest limit).
+    no_slot: tuple[int, float, str] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"key": self.key, "status": self.status, "code": self.code, "attempts": self.attempts}
@@ -147,6 +150,20 @@ def run_bind_many(rt: Runtime, key_list: list[str], delivery: str) -> list[Outco
     )
     out: list[Outcome] = []
     for i, key in enumerate(key_list):
+        if i and out[-1].no_slot is not None:
+            # The rate limit has no slot for a while: the other keys would only be refused one by
+            # one (each a start, a signature and a refusal). They join the scope's line of parked
+            # keys on the delay queue, spaced at its rate, after the refused key.
+            due, rate, scope = out[-1].no_slot
+            step_ms = 1000.0 / rate
+            rest = [
+                (k, t)
+                for k, t, st in zip(key_list[i:], tokens[i:], starts[i:], strict=True)
+                if st.what == START_GO
+            ]
+            rt.store.park(rest, scope=scope, earliest_ms=due + int(step_ms), step_ms=step_ms)
+            out.extend(Outcome(k, "parked") for k in key_list[i:])
+            break
         if i and (time.monotonic() - t0 > budget_s or STOPPING.is_set()):
             # Keys started and not worked on are given back and published again; the others
             # were settled by the start itself (finished, delayed, busy: on the delay queue).
@@ -311,7 +328,10 @@ def _attempt(
             http_status=rec.http_status,
             keep_inflight=True,
         )
-        return Outcome(key, rec.status, rec.code, rec.attempts)
+        tightest = min(limits, key=lambda limit: limit.rate_qps)
+        return Outcome(
+            key, rec.status, rec.code, rec.attempts, no_slot=(due, tightest.rate_qps, tightest.scope)
+        )
     LIMITER_WAIT.observe(waited)
 
     started = time.monotonic()

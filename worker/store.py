@@ -310,6 +310,18 @@ end
 return 1
 """
 
+# KEYS: the scope's park line. ARGV: now ms, earliest ms, step ms, count.
+# Returns when the first of ``count`` keys is due; the line then ends ``count`` steps later.
+_PARK_LINE = """
+local now, earliest = tonumber(ARGV[1]), tonumber(ARGV[2])
+local start = tonumber(redis.call('GET', KEYS[1]) or '0')
+if start < earliest then start = earliest end
+local finish = start + tonumber(ARGV[3]) * tonumber(ARGV[4])
+local ttl = math.max(1000, math.ceil(finish - now) + 1000)
+redis.call('SET', KEYS[1], string.format('%.0f', finish), 'PX', ttl)
+return string.format('%.0f', start)
+"""
+
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -574,6 +586,7 @@ class BindStore:
         self._schedule = client.register_script(_SCHEDULE)
         self._dead = client.register_script(_DEAD_LETTER)
         self._release = client.register_script(_RELEASE)
+        self._park_line = client.register_script(_PARK_LINE)
         self._create_op = client.register_script(_CREATE_OP)
         self._try_cancel = client.register_script(_TRY_CANCEL)
         self._op_succeed = client.register_script(_OP_SUCCEED)
@@ -728,6 +741,27 @@ class BindStore:
     def unstart(self, key: str, token: str) -> None:
         """Undo a :meth:`start` that will not work on the key (its count and its lease)."""
         self.unstart_many([(key, token)])
+
+    def park(self, items: Sequence[tuple[str, str]], *, scope: str, earliest_ms: int, step_ms: float) -> None:
+        """Put started ``(key, token)`` items on the delay queue and undo their starts.
+
+        They join ``scope``'s line of parked keys: one every ``step_ms`` (the scope's rate),
+        from ``earliest_ms`` or the end of the line, whichever is later. Keys parked by every
+        worker so come back about as fast as the limiter can take them, instead of all at once
+        to be refused again. The delay queue entries are written before the starts are undone,
+        so no key is ever left with neither a message, a lease nor a due time."""
+        if not items:
+            return
+        start = int(
+            self._park_line(keys=[keys.park_line(scope)], args=[now_ms(), earliest_ms, step_ms, len(items)])
+        )
+        due_ms = [start + int(j * step_ms) for j in range(len(items))]
+        pipe = self.r.pipeline(transaction=False)
+        pipe.zadd(self.delayed_key, {k: due for (k, _), due in zip(items, due_ms, strict=True)})
+        for key, token in items:
+            pipe.hincrby(keys.bind_record(key), "starts", -1)
+            self._release(keys=[keys.bind_lease(key)], args=[token], client=pipe)
+        pipe.execute()
 
     def unstart_many(self, items: Sequence[tuple[str, str]]) -> None:
         if not items:

@@ -320,6 +320,7 @@ def rate_fidelity(stack: Stack, cfg: Config) -> list[Row]:
         "flow_limit_answers": flow,
         "calls_per_second": per_second,
         "first_3s_arrivals_per_100ms": ramp,
+        "first_150_sends_ms": [round(1000 * (x - sends[0]), 1) for x in sends[:150]],
         "send_to_arrival_ms": {
             "first_100_p50": _ms(first, 0.5),
             "first_100_max": _ms(first, 1.0),

@@ -364,3 +364,20 @@ def test_a_caller_that_wakes_late_gives_its_slot_up_instead_of_calling_late(
     assert limiter.reserve([limit], max_wait_s=1.0).granted  # the next slot is in the future
     second_try = limiter.acquire_on_time([limit], max_wait_s=1.0, late_s=0.05, sleep=late_once)
     assert second_try.granted and limiter.late_wakeups == 4
+
+
+def test_the_burst_pays_for_the_lateness_allowance_when_it_can() -> None:
+    """R=100, burst 10, 10 ms late allowed: the tolerance is 80 ms instead of 90 (9 at once), so
+    sends up to 10 ms late still keep to R + burst; a burst too small to pay keeps its full
+    tolerance and the loose allowance."""
+    from worker.limiter import LATE_S, late_allowance
+
+    paying = Limit("account:a", rate_qps=100, burst=10, late_s=0.01)
+    assert paying.tolerance_us == 80_000 and paying.pays_for_lateness
+    assert late_allowance([paying]) == (0.01, True)
+    small = Limit("account:b", rate_qps=1_000_000, burst=1000, late_s=0.01)  # 999 µs cannot pay 10 ms
+    assert small.tolerance_us == 999 and not small.pays_for_lateness
+    assert late_allowance([small]) == (LATE_S, False)
+    plain = Limit("pool:p", rate_qps=100, burst=10)
+    assert plain.tolerance_us == 90_000 and not plain.pays_for_lateness
+    assert late_allowance([plain, paying]) == (0.01, True)

@@ -38,6 +38,7 @@ from typing import Any
 
 from worker import errors
 from worker.errors import Handling, InvalidRequestError, VendorError
+from worker.limiter import late_allowance
 from worker.metrics import BINDS, LIFECYCLE, LIMITER_WAIT, RETRIES, VENDOR_LATENCY
 from worker.models import (
     UpdateSubscriptionRequest,
@@ -314,7 +315,10 @@ def _carry_out(rt: Runtime, rec: BindRecord, plan: _Plan, target: str) -> Outcom
         return Outcome(key, rec.status, code, rec.attempts)
 
     # The cluster-wide rate limit, as for binds.
-    reservation = rt.limiter.acquire_on_time(rt.limits(plan.pool), max_wait_s=s.inline_wait_max_s)
+    limits = rt.limits(plan.pool)
+    reservation = rt.limiter.acquire_on_time(
+        limits, max_wait_s=s.inline_wait_max_s, late_s=late_allowance(limits)[0]
+    )
     if not reservation.granted:
         due = now + int(reservation.wait_s * 1000) + random.randint(0, 20)
         rt.store.schedule(key, due_ms=due, status=rec.status or PENDING, code=rec.code, message=rec.message)

@@ -25,6 +25,13 @@ one therefore adds at most one call to any window (its one late call from before
 with ``P`` such callers, observed call times hold at most ``floor(r) + B + P`` calls in any
 1-second window.
 
+**Late sends.** Slots obey the bound; sends do not, by the time a caller takes to wake and
+send. A :class:`Limit` with ``late_s`` whose burst can pay for it (``(B - 1)·T ≥ late_s``)
+shortens its tolerance by ``late_s`` (``B = 10`` at 100 qps: 9 calls at once, not 10), and
+callers (``worker.pipeline``) send at most ``late_s`` after the slot, immediate grants
+included, or give the slot up and reserve again: sends then keep to ``floor(r) + B`` in any
+second too. The account limit carries ``late_s = 10 ms`` (:func:`late_allowance`).
+
 **Throttling.** When the vendor answers ``isv.FLOW_LIMIT`` / ``Throttling.*``,
 :meth:`RateLimiter.throttled` stores a penalty per scope: ``factor := max(min_factor,
 factor_now · slowdown)`` and the Redis time it happened. The effective rate is
@@ -58,6 +65,22 @@ from worker import keys
 _US = 1_000_000
 # A caller that wakes this long after its slot gives the slot up (see acquire_on_time).
 LATE_S = 0.05
+LATE_MIN_S = 0.01
+
+
+def late_allowance(limits: Sequence[Limit]) -> tuple[float, bool]:
+    """How late a caller may send after its slot, and whether that is strict.
+
+    Strict when a limit's burst pays for its ``late_s`` (its tolerance is that much shorter):
+    then every call, one granted at once too, goes out at most ``late_s`` after its slot or
+    not at all, and sends (not only slots) keep to ``floor(R) + burst`` in any second.
+    Otherwise a call that slept for its slot may be up to ``LATE_S`` late (the bound on sends
+    is then ``R + burst`` plus the calls of ``LATE_S``)."""
+    paid = [limit.late_s for limit in limits if limit.pays_for_lateness]
+    if paid:
+        return min(paid), True
+    return LATE_S, False
+
 
 # Shared Lua: Redis time in µs and the current penalty factor of one scope.
 _LUA_COMMON = """
@@ -162,6 +185,8 @@ class Limit:
     scope: str  # e.g. "account:<AccessKeyId>" or "pool:<PoolKey>"
     rate_qps: float
     burst: int = 1
+    # How late a caller may send after its slot, paid for out of the burst (see late_allowance).
+    late_s: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.scope:
@@ -178,8 +203,16 @@ class Limit:
 
     @property
     def tolerance_us(self) -> int:
-        """How far ahead of its TAT a call may go (``(burst - 1)`` intervals), in whole µs."""
-        return math.floor((self.burst - 1) * _US / self.rate_qps)
+        """How far ahead of its TAT a call may go: ``(burst - 1)`` intervals in whole µs, less
+        the lateness allowance when the burst is large enough to pay for it."""
+        full = math.floor((self.burst - 1) * _US / self.rate_qps)
+        late = math.ceil(self.late_s * _US)
+        return full - late if 0 < late <= full else full
+
+    @property
+    def pays_for_lateness(self) -> bool:
+        """Whether the burst pays for ``late_s``: then sends obey ``R + burst`` too."""
+        return 0 < math.ceil(self.late_s * _US) <= math.floor((self.burst - 1) * _US / self.rate_qps)
 
 
 @dataclass(frozen=True)

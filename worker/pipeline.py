@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 from worker import errors, keys
 from worker.errors import AmbiguousVendorError, Handling, InvalidRequestError, VendorError
-from worker.limiter import LATE_S
+from worker.limiter import late_allowance
 from worker.metrics import BINDS, LIFECYCLE, LIMITER_WAIT, RETRIES, VENDOR_LATENCY
 from worker.models import api_params, bind_params, parse_bind_request
 from worker.observability import report_dead_letter
@@ -292,6 +292,7 @@ def _attempt(
     # the slot's own wait lies between the slot and the send. The signature's timestamp is at
     # most the inline wait old.
     signed = replay or rt.client.sign("BindAxb", params)
+    asked = time.monotonic()  # the slot is no earlier than this plus its wait
     pipe = rt.redis.pipeline(transaction=False)
     rt.limiter.reserve_into(pipe, limits, max_wait_s=s.inline_wait_max_s)
     rt.store.begin_attempt(key, signed.to_json_dict(), account=s.access_key_id, client=pipe)
@@ -305,13 +306,15 @@ def _attempt(
         return _finish(rt, key)
     reservation = rt.limiter.reservation(raw_slot)
     waited = reservation.wait_s if reservation.granted else 0.0
-    if reservation.granted and reservation.wait_s > 0:
-        slot = time.monotonic() + reservation.wait_s
-        time.sleep(reservation.wait_s)
-        if time.monotonic() - slot > LATE_S:
-            # Woken too late: the slot is given up rather than used late (see acquire_on_time).
+    if reservation.granted:
+        late_s, strict = late_allowance(limits)
+        if reservation.wait_s > 0:
+            time.sleep(reservation.wait_s)  # counted from the answer: never before the slot
+        if (strict or reservation.wait_s > 0) and time.monotonic() - (asked + reservation.wait_s) > late_s:
+            # Too late for the slot (woken late, or a busy thread): it is given up rather than
+            # used late, and a new one is asked for (see acquire_on_time).
             rt.limiter.late_wakeups += 1
-            reservation = rt.limiter.acquire_on_time(limits, max_wait_s=s.inline_wait_max_s)
+            reservation = rt.limiter.acquire_on_time(limits, max_wait_s=s.inline_wait_max_s, late_s=late_s)
             waited += reservation.wait_s
     if not reservation.granted:
         # No slot within the inline wait: this call does not go out now. The attempt is not

@@ -22,7 +22,7 @@ import redis
 from worker import keys
 from worker.client import DyplsClient
 from worker.delay import DelayQueue, Pump, Watchdog
-from worker.limiter import Limit, RateLimiter
+from worker.limiter import LATE_MIN_S, Limit, RateLimiter
 from worker.masking import mask_text
 from worker.settings import Settings, get_settings
 from worker.store import BindStore
@@ -64,7 +64,15 @@ class Runtime:
 
     def limits(self, pool: str) -> list[Limit]:
         s = self.settings
-        out = [Limit(scope=f"account:{s.access_key_id}", rate_qps=s.rate_limit_qps, burst=s.rate_limit_burst)]
+        # The account's burst pays for 10 ms of send lateness where it can (worker.limiter).
+        out = [
+            Limit(
+                scope=f"account:{s.access_key_id}",
+                rate_qps=s.rate_limit_qps,
+                burst=s.rate_limit_burst,
+                late_s=LATE_MIN_S,
+            )
+        ]
         pool_qps = s.pool_limits().get(pool)
         if pool_qps:
             out.append(Limit(scope=f"pool:{pool}", rate_qps=pool_qps, burst=1))

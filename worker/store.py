@@ -758,15 +758,13 @@ class BindStore:
         due_ms = [start + int(j * step_ms) for j in range(len(items))]
         pipe = self.r.pipeline(transaction=False)
         pipe.zadd(self.delayed_key, {k: due for (k, _), due in zip(items, due_ms, strict=True)})
-        for key, token in items:
-            pipe.hincrby(keys.bind_record(key), "starts", -1)
-            self._release(keys=[keys.bind_lease(key)], args=[token], client=pipe)
-        pipe.execute()
+        self.unstart_many(items, pipe=pipe)
 
-    def unstart_many(self, items: Sequence[tuple[str, str]]) -> None:
-        if not items:
+    def unstart_many(self, items: Sequence[tuple[str, str]], *, pipe: Any = None) -> None:
+        """:meth:`unstart` for many; with ``pipe``, after what is already queued on it."""
+        if not items and pipe is None:
             return
-        pipe = self.r.pipeline(transaction=False)
+        pipe = pipe if pipe is not None else self.r.pipeline(transaction=False)
         for key, token in items:
             pipe.hincrby(keys.bind_record(key), "starts", -1)
             self._release(keys=[keys.bind_lease(key)], args=[token], client=pipe)

@@ -9,7 +9,16 @@ import redis
 
 from worker import keys
 from worker.delay import DelayQueue, Pump
-from worker.store import DEAD_LETTERED, PENDING, RETRYING, SUCCEEDED, BindStore, now_ms
+from worker.store import (
+    DEAD_LETTERED,
+    PENDING,
+    RETRYING,
+    START_BUSY,
+    START_GO,
+    SUCCEEDED,
+    BindStore,
+    now_ms,
+)
 
 
 def _row(key: str, **over: object) -> dict[str, object]:
@@ -104,14 +113,19 @@ def test_scheduling_can_keep_or_drop_the_inflight_request(redis_client: redis.Re
 
 
 def test_a_lease_is_held_by_one_delivery_at_a_time(redis_client: redis.Redis) -> None:
-    """A second delivery cannot take the lease; only its holder can release it."""
+    """A second delivery cannot take the lease (the key waits on the delay queue until it runs
+    out); only its holder can release it."""
     store = BindStore(redis_client)
-    assert store.acquire_lease("k5", "a", 5)
-    assert not store.acquire_lease("k5", "b", 5)
+    store.create_many([_row("k5")])
+    assert store.start("k5", "a", 5, "acct").what == START_GO
+    assert store.start("k5", "b", 5, "acct").what == START_BUSY
+    assert store.delayed_due_at("k5") is not None
     store.release_lease("k5", "b")
-    assert not store.acquire_lease("k5", "b", 5)
+    assert redis_client.get(keys.bind_lease("k5")) in (b"a", "a")
     store.release_lease("k5", "a")
-    assert store.acquire_lease("k5", "b", 5)
+    assert not redis_client.exists(keys.bind_lease("k5"))
+    redis_client.zrem(keys.delayed("axb.bind"), "k5")
+    assert store.start("k5", "b", 5, "acct").what == START_GO
 
 
 def test_the_pump_publishes_due_keys_once_and_recovers_stale_claims(redis_client: redis.Redis) -> None:
@@ -162,7 +176,7 @@ def test_the_watchdog_republishes_only_keys_whose_message_is_nowhere(redis_clien
     redis_client.hset(
         "unacked", "tag-1", json.dumps([{"headers": {"id": keys.task_id_for("unacked")}}, "", q])
     )
-    store.acquire_lease("leased", "d1", 30)
+    assert store.start("leased", "d1", 30, "acct").what == START_GO
     DelayQueue(redis_client, q).schedule("delayed", now_ms() + 60_000)
     store.succeed("done", {"SecretNo": "x"}, "rid", int(now_ms() / 1000) + 60, None)
 

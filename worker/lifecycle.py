@@ -39,7 +39,7 @@ from typing import Any
 from worker import errors
 from worker.errors import Handling, InvalidRequestError, VendorError
 from worker.limiter import late_allowance
-from worker.metrics import BINDS, LIFECYCLE, LIMITER_WAIT, RETRIES, VENDOR_LATENCY
+from worker.metrics import BINDS, LIFECYCLE, LIMITER_WAIT, VENDOR_LATENCY
 from worker.models import (
     UpdateSubscriptionRequest,
     VendorResponse,
@@ -47,9 +47,9 @@ from worker.models import (
     parse_expiration,
     parse_request,
 )
-from worker.pipeline import LEASE_EXTRA_S, Outcome, _dead_letter, _finish, _hist, plan_retry
+from worker.pipeline import LEASE_EXTRA_S, Outcome, _dead_letter, _finish, _hist, retry_or_dead_letter
 from worker.runtime import Runtime
-from worker.store import CANCELLED, DEAD_LETTERED, PENDING, RETRYING, SUCCEEDED, BindRecord, now_ms
+from worker.store import CANCELLED, DEAD_LETTERED, PENDING, SUCCEEDED, BindRecord, now_ms
 
 log = logging.getLogger("axb.lifecycle")
 
@@ -371,30 +371,6 @@ def _on_error(rt: Runtime, rec: BindRecord, err: VendorError, *, attempt: int, l
 
     # Retryable, throttled, or ambiguous (sent, no usable answer): unbinding and moving an
     # expiry are idempotent, so the next attempt signs a fresh request.
-    throttled, delay_s, due, exhausted = plan_retry(rt, rec, err, attempt, no_number_backoff=False)
-    if exhausted or (rec.deadline and due >= rec.deadline):
-        why = "retries exhausted" if exhausted else "no time left before the deadline"
-        _dead_letter(
-            rt, key, code=err.code, message=f"{why}; last: {err.code}: {err.vendor_message}", **common
-        )
-        return _finish(rt, key, latency_ms)
-    RETRIES.labels(err.code).inc()
-    rt.store.schedule(
-        key,
-        due_ms=due,
-        status=RETRYING,
-        code=err.code,
-        message=err.vendor_message,
-        throttled=throttled,
-        **common,
+    return retry_or_dead_letter(
+        rt, rec, err, attempt, common, latency_ms, keep_inflight=False, no_number_backoff=False
     )
-    log.info(
-        "%s key=%s status=retrying code=%s attempts=%d retry_in_s=%.2f request_id=%s",
-        rec.action,
-        key,
-        err.code,
-        attempt,
-        delay_s,
-        err.request_id or "-",
-    )
-    return Outcome(key, RETRYING, err.code, attempt)

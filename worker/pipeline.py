@@ -463,9 +463,30 @@ def _on_error(
     # was a replay that did not get through) or this very attempt (sent, no answer).
     keep_inflight = ambiguous or (replay and not err.sent)
 
-    throttled, delay_s, due, exhausted = plan_retry(rt, rec, err, attempt, no_number_backoff=True)
-    too_late = due >= rec.deadline
-    if exhausted or too_late:
+    return retry_or_dead_letter(
+        rt, rec, err, attempt, common, latency_ms, keep_inflight=keep_inflight, no_number_backoff=True
+    )
+
+
+def retry_or_dead_letter(
+    rt: Runtime,
+    rec: BindRecord,
+    err: VendorError,
+    attempt: int,
+    common: dict[str, Any],
+    latency_ms: float,
+    *,
+    keep_inflight: bool,
+    no_number_backoff: bool,
+) -> Outcome:
+    """After a retryable answer (binds and lifecycle operations): the delay queue, or the dead
+    letters once the attempts or the time before the deadline are used up. A kept request in
+    flight makes such a dead letter ``axb.AMBIGUOUS_OUTCOME``."""
+    key = rec.key
+    throttled, delay_s, due, exhausted = plan_retry(
+        rt, rec, err, attempt, no_number_backoff=no_number_backoff
+    )
+    if exhausted or (rec.deadline and due >= rec.deadline):
         why = "retries exhausted" if exhausted else "no time left before the deadline"
         code = errors.AMBIGUOUS_OUTCOME if keep_inflight else err.code
         _dead_letter(rt, key, code=code, message=f"{why}; last: {err.code}: {err.vendor_message}", **common)
@@ -483,7 +504,8 @@ def _on_error(
         **common,
     )
     log.info(
-        "bind key=%s status=retrying code=%s attempts=%d retry_in_s=%.2f request_id=%s",
+        "%s key=%s status=retrying code=%s attempts=%d retry_in_s=%.2f request_id=%s",
+        rec.action or "bind",
         key,
         err.code,
         attempt,

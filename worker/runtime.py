@@ -96,20 +96,16 @@ class Runtime:
         one per message. The member keys' task ids travel in the message's ``axb_task_ids``
         header, where the watchdog looks for them.
         """
-        messages: list[str] = []
         size = self.settings.batch_size
-        if batch and size > 1 and action in (None, "bind"):
-            binds = [k for k in key_list if keys.action_of(k) == "bind"]
-            singles = (
-                [k for k in key_list if keys.action_of(k) != "bind"] if len(binds) < len(key_list) else []
-            )
-            for i in range(0, len(binds), size):
-                group = binds[i : i + size]
-                messages.append(
-                    self._message(group[0], "bind") if len(group) == 1 else self._batch_message(group)
-                )
-        else:
-            singles = list(key_list)
+        grouping = batch and size > 1 and action in (None, "bind")
+        binds: list[str] = []
+        singles: list[str] = []
+        for k in key_list:
+            (binds if grouping and keys.action_of(k) == "bind" else singles).append(k)
+        messages = [
+            self._message(group[0], "bind") if len(group) == 1 else self._batch_message(group)
+            for group in (binds[i : i + size] for i in range(0, len(binds), size))
+        ]
         messages.extend(self._message(k, action or keys.action_of(k)) for k in singles)
         for i in range(0, len(messages), 2000):
             self._push(messages[i : i + 2000])

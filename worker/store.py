@@ -770,9 +770,6 @@ class BindStore:
             self._release(keys=[keys.bind_lease(key)], args=[token], client=pipe)
         pipe.execute()
 
-    def acquire_lease(self, key: str, token: str, ttl_s: float) -> bool:
-        return bool(self.r.set(keys.bind_lease(key), token, nx=True, px=int(ttl_s * 1000)))
-
     def release_lease(self, key: str, token: str) -> None:
         self._release(keys=[keys.bind_lease(key)], args=[token])
 
@@ -783,12 +780,8 @@ class BindStore:
     def release_target(self, key: str, token: str) -> None:
         self._release(keys=[keys.target_lease(key)], args=[token])
 
-    def note_start(self, key: str) -> int:
-        """Count a delivery that started; :meth:`note_finish` undoes it. What remains counts
-        the deliveries that died mid-way (a poison message)."""
-        return int(self.r.hincrby(keys.bind_record(key), "starts", 1))
-
     def note_finish(self, key: str) -> None:
+        """A delivery is over: its start (counted by :meth:`start`) is not a death to count."""
         self.r.hset(keys.bind_record(key), "starts", 0)
 
     def begin_attempt(

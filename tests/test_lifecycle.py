@@ -89,6 +89,26 @@ def test_unbinding_frees_the_x_number_so_a_bind_in_an_exhausted_pool_succeeds(
     assert simulator.ledger()["live_bindings"] == 1
 
 
+def test_an_unbind_waits_out_a_hold_on_the_account(
+    celery_worker: Any, simulator: Any, pipeline: Runtime
+) -> None:
+    """After an account-level refusal the cluster holds its calls: an unbind waits, with the
+    reason in its record and no vendor call, and unbinds once the hold is over."""
+    bound = enqueue_bind(request(5)).result(timeout=15)
+    assert bound.ok
+    pipeline.store.halt_account(pipeline.settings.access_key_id, "isv.ACCOUNT_ABNORMAL", "closed", 1.5)
+    handle = enqueue_unbind("order-5")
+    held = wait_until(
+        lambda: (r := pipeline.store.get(handle.key)) is not None and r.code == "isv.ACCOUNT_ABNORMAL" and r,
+        timeout=10,
+    )
+    assert held.status == "pending" and held.message.startswith("held: ") and held.attempts == 0
+    assert not vendor_calls(simulator, "UnbindSubscription")
+    res = handle.result(timeout=15)
+    assert res.ok and res.outcome == "unbound"
+    assert len(vendor_calls(simulator, "UnbindSubscription")) == 1
+
+
 def test_a_double_unbind_is_a_no_op(celery_worker: Any, simulator: Any) -> None:
     """The same key twice: one operation, one vendor call; by SubsId afterwards: already gone, OK."""
     bound = enqueue_bind(request(4)).result(timeout=15)

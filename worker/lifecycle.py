@@ -47,7 +47,15 @@ from worker.models import (
     parse_expiration,
     parse_request,
 )
-from worker.pipeline import LEASE_EXTRA_S, Outcome, _dead_letter, _finish, _hist, retry_or_dead_letter
+from worker.pipeline import (
+    LEASE_EXTRA_S,
+    Outcome,
+    _dead_letter,
+    _finish,
+    _hist,
+    _hold,
+    retry_or_dead_letter,
+)
 from worker.runtime import Runtime
 from worker.store import CANCELLED, DEAD_LETTERED, PENDING, SUCCEEDED, BindRecord, now_ms
 
@@ -93,8 +101,9 @@ class _Call:
 _Plan = _Done | _Wait | _Fail | _Call
 
 
-def attempt_op(rt: Runtime, rec: BindRecord) -> Outcome:
-    """One attempt of an unbind or extend record (called by the task under the record's lease)."""
+def attempt_op(rt: Runtime, rec: BindRecord, halt: tuple[int, str, str] | None = None) -> Outcome:
+    """One attempt of an unbind or extend record (called by the task under the record's lease;
+    ``halt`` is the account's hold as the delivery's start read it)."""
     token = uuid.uuid4().hex
     lease_s = rt.settings.hard_time_limit_s + LEASE_EXTRA_S
     target = _target(rec)
@@ -102,7 +111,7 @@ def attempt_op(rt: Runtime, rec: BindRecord) -> Outcome:
         return _wait(rt, rec, "another operation on this binding is under way", BUSY_S)
     try:
         plan = _plan_unbind(rt, rec, target) if rec.action == "unbind" else _plan_extend(rt, rec, target)
-        return _carry_out(rt, rec, plan, target)
+        return _carry_out(rt, rec, plan, target, halt)
     finally:
         if target:
             rt.store.release_target(target, token)
@@ -281,7 +290,9 @@ def _succeed(
     return _finish(rt, rec.key, latency_ms)
 
 
-def _carry_out(rt: Runtime, rec: BindRecord, plan: _Plan, target: str) -> Outcome:
+def _carry_out(
+    rt: Runtime, rec: BindRecord, plan: _Plan, target: str, halt: tuple[int, str, str] | None
+) -> Outcome:
     s = rt.settings
     key = rec.key
     if isinstance(plan, _Done):
@@ -303,16 +314,9 @@ def _carry_out(rt: Runtime, rec: BindRecord, plan: _Plan, target: str) -> Outcom
         )
         return _finish(rt, key)
 
-    # The account breaker, as for binds.
-    halt = rt.store.account_halt(s.access_key_id)
-    if halt is not None:
-        until_ms, code, reason = halt
-        due = until_ms + random.randint(0, 500)
-        if rec.deadline and due >= rec.deadline:
-            _dead_letter(rt, key, code=code, message=f"held until the deadline: {reason}")
-            return _finish(rt, key)
-        rt.store.schedule(key, due_ms=due, status=rec.status or PENDING, code=code, message=f"held: {reason}")
-        return Outcome(key, rec.status, code, rec.attempts)
+    # The account breaker, as for binds (the hold was read when the delivery started).
+    if halt is not None and halt[0] > now:
+        return _hold(rt, rec, halt)
 
     # The cluster-wide rate limit, as for binds.
     limits = rt.limits(plan.pool)

@@ -121,7 +121,7 @@ def run_bind(
         if rec.action != "bind":
             from worker.lifecycle import attempt_op
 
-            outcome = attempt_op(rt, rec)
+            outcome = attempt_op(rt, rec, st.halt)
         else:
             outcome = _attempt(rt, rec, halt=st.halt, lease_token=delivery)
         released = outcome.released
@@ -371,7 +371,7 @@ def _hold(rt: Runtime, rec: BindRecord, halt: tuple[int, str, str] | None) -> Ou
     key = rec.key
     until_ms, code, reason = halt or (now_ms(), "", "")
     due = until_ms + random.randint(0, 500)
-    if due >= rec.deadline:
+    if rec.deadline and due >= rec.deadline:  # an unbind by SubsId alone has no deadline
         _dead_letter(
             rt, key, code=code or errors.DEADLINE_EXCEEDED, message=f"held until the deadline: {reason}"
         )

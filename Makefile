@@ -21,10 +21,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Two phases: most tests four at a time (they wait on workers and Redis more than they compute),
+# then the timing-sensitive ones (marked `serial` in tests/conftest.py) alone.
 test: $(STAMP)
 	$(BIN)/ruff check worker tasks tests
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 4 -m "not serial"
+	$(BIN)/python -m pytest -q -m serial
 
 demo: $(STAMP)
 	$(BIN)/python -m worker.demo

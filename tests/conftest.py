@@ -18,6 +18,18 @@ from worker.settings import Settings, reset_settings_cache
 
 pytest_plugins = ["tests.simulator_fixture", "tests.pipeline_fixture"]
 
+# Tests whose assertions are about rates (limiter fidelity across threads and processes) run on their own, after
+# the rest, so that the parallel phase of `make test` cannot starve them (see the Makefile).
+SERIAL_FILES = ("test_limiter.py", "test_worker_processes.py")
+SERIAL_PREFIXES: tuple[str, ...] = ()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        name = item.path.name
+        if name in SERIAL_FILES or name.startswith(SERIAL_PREFIXES):
+            item.add_marker(pytest.mark.serial)
+
 
 def free_port() -> int:
     with socket.socket() as s:

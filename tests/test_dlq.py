@@ -158,7 +158,8 @@ def test_watch_prints_new_dead_letters_as_they_arrive(celery_worker: Any, simula
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    time.sleep(1.5)
+    assert proc.stderr is not None
+    assert b"watching" in proc.stderr.readline()  # ready: anything from now on is shown
     enqueue_binds([request(60, PoolKey="FC999999999")]).handles[0].result(timeout=15)
     out, _ = proc.communicate(timeout=20)
     assert b"isv.POOLKEY_NOT_EXISTS" in out and b"order-60" in out

@@ -568,7 +568,7 @@ def dlq_purge(
 def dlq_watch(code: str | None, interval: float, count: int) -> None:
     """Print new dead letters as they arrive (Ctrl-C to stop)."""
     dead = _dead_letters()
-    last = "$"
+    last = dead.newest_id()
     seen = 0
     err_console.print("watching for new dead letters…")
     try:

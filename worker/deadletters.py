@@ -320,6 +320,12 @@ class DeadLetters:
             out.append({"id": _s(eid), **{_s(k): _s(v) for k, v in (fields or {}).items()}})
         return out
 
+    def newest_id(self) -> str:
+        """The id of the newest entry ("0-0" when empty): where a watch starts, fixed before it
+        says it is watching, so nothing that arrives after that line is missed."""
+        newest: Any = self.r.xrevrange(keys.DEAD_LETTERS, count=1)
+        return _s(newest[0][0]) if newest else "0-0"
+
     def tail(self, last_id: str = "$", block_ms: int = 1000) -> list[DeadLetter]:
         """New entries after ``last_id`` (blocking up to ``block_ms``), for ``axb dlq watch``."""
         res: Any = self.r.xread({keys.DEAD_LETTERS: last_id}, block=block_ms, count=100)

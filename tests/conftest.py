@@ -18,8 +18,9 @@ from worker.settings import Settings, reset_settings_cache
 
 pytest_plugins = ["tests.simulator_fixture", "tests.pipeline_fixture"]
 
-# Tests whose assertions are about rates (limiter fidelity across threads and processes) run on their own, after
-# the rest, so that the parallel phase of `make test` cannot starve them (see the Makefile).
+# Tests whose assertions are about rates (limiter fidelity across threads and processes) run on
+# their own, after the rest, so that the parallel phase of `make test` cannot starve them (see
+# the Makefile). Every other test must be safe to run beside others: free ports, its own queue.
 SERIAL_FILES = ("test_limiter.py", "test_worker_processes.py")
 SERIAL_PREFIXES: tuple[str, ...] = ()
 

@@ -23,7 +23,7 @@ numbers = st.one_of(
 )
 WHITESPACE = [" ", "  ", "\t", "\u3000", "\xa0", "\u2009", "\n"]
 DASHES = ["-", " - ", "\u2010", "\u2013", "\u2014", "\uff0d"]
-FULL_WIDTH = str.maketrans("0123456789+", "\uff10\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18\uff19\uff0b")
+FULL_WIDTH = str.maketrans("0123456789+", "".join(chr(0xFF10 + i) for i in range(10)) + "\uff0b")
 # Surrounding text: anything without a digit (a number glued to other digits is a longer number).
 context = st.text(
     alphabet=st.characters(blacklist_categories=("Nd", "Cs")) | st.sampled_from(",;:=/?&\"' ()[]"),

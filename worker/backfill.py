@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import json
@@ -30,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from worker.csv_cells import safe_writer, unescape_cell
+from worker.csv_records import csv_records
 from worker.errors import InvalidRequestError
 from worker.masking import mask_text
 
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 KEY_COLUMN = "IdempotencyKey"
 ACTION_COLUMN = "Action"
 ACTIONS = ("bind", "unbind", "extend")
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 MAX_FIELD_CHARS = 4096
 
 
@@ -89,9 +89,12 @@ def iter_rows(path: Path, fmt: str) -> Iterator[Row]:
                     yield Row(n, None, "row is not valid UTF-8", line)
                     continue
                 try:
-                    obj = json.loads(line)
+                    obj = json.loads(line, object_pairs_hook=_unique_keys)
                 except json.JSONDecodeError as exc:
                     yield Row(n, None, f"not a JSON object: {exc.msg}", line)
+                    continue
+                except _DuplicateKeyError as exc:
+                    yield Row(n, None, f"{exc.name} is given twice", line)
                     continue
                 if not isinstance(obj, dict):
                     yield Row(n, None, "not a JSON object", line)
@@ -99,24 +102,20 @@ def iter_rows(path: Path, fmt: str) -> Iterator[Row]:
                 yield Row(n, obj, raw=line)
         return
     with _open_text(path) as fh:
-        reader = csv.reader(fh)
         header: list[str] | None = None
         named = True  # no blank header cell: a row's dict is the header zipped with its cells
-        while True:
-            try:
-                record = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                # A cell beyond csv's field limit, or quoting gone wrong: reject what the reader
-                # consumed and carry on with the next line.
-                yield Row(reader.line_num, None, f"unreadable CSV: {exc}", "")
+        for rec in csv_records(fh):
+            n = rec.line
+            if rec.cells is None:
+                # Too long, or unreadable: one reject, and the reader goes on after its last line.
+                yield Row(n, None, rec.error, rec.head)
                 continue
-            n = reader.line_num
+            record = rec.cells
             if header is None:
                 if not any(c.strip() for c in record):
                     continue
                 header = [c.strip() for c in record]
+                check_header(header, path)
                 named = all(header)
                 continue
             # Blank: every cell is whitespace (so is their concatenation); the first cell settles
@@ -133,10 +132,67 @@ def iter_rows(path: Path, fmt: str) -> Iterator[Row]:
             if len(raw) > MAX_FIELD_CHARS and any(len(c) > MAX_FIELD_CHARS for c in record):
                 yield Row(n, None, f"a value is longer than {MAX_FIELD_CHARS} characters", raw)
                 continue
+            if "'" in raw:  # a file we wrote (safe_writer) reads as the values it was written from
+                record = [unescape_cell(c) for c in record]
             if named:
                 yield Row(n, dict(zip(header, record, strict=True)), "", raw)
             else:
                 yield Row(n, {h: v for h, v in zip(header, record, strict=True) if h}, "", raw)
+
+
+def read_csv_header(path: Path) -> list[str] | None:
+    """The file's header (its first record that is not blank), checked by :func:`check_header`."""
+    with _open_text(path) as fh:
+        for rec in csv_records(fh):
+            if rec.cells is not None and any(c.strip() for c in rec.cells):
+                header = [c.strip() for c in rec.cells]
+                check_header(header, path)
+                return header
+    return None
+
+
+def _column_name(header: str) -> str:
+    """The parameter a column sets: ``PhoneNoA`` and ``phone_no_a`` are the same one."""
+    from worker.models import BindAxbRequest
+
+    for name, info in BindAxbRequest.model_fields.items():
+        if header in (name, info.alias):
+            return info.alias or name
+    return header
+
+
+def check_header(header: list[str], path: Path) -> None:
+    """Refuse a header that names a parameter twice: one of the columns would be dropped silently."""
+    seen: dict[str, int] = {}
+    for i, cell in enumerate(header, start=1):
+        if not cell:
+            continue  # a blank header cell names nothing (its column is ignored)
+        name = _column_name(cell)
+        if name in seen:
+            raise InvalidRequestError.single(
+                mask_text(name),
+                "isv.INVALID_PARAMETERS",
+                f"column {seen[name]} and column {i} of the header of {mask_text(path.name)} both set it; "
+                "remove one and run the backfill again (nothing was enqueued)",
+            )
+        seen[name] = i
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads`` hook: a JSONL row that names a parameter twice is refused, not half-read."""
+    seen: set[str] = set()
+    for k, _v in pairs:
+        name = _column_name(k)
+        if name in seen:
+            raise _DuplicateKeyError(name)
+        seen.add(name)
+    return dict(pairs)
+
+
+class _DuplicateKeyError(ValueError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(name)
 
 
 def _op_fields(action: str, data: dict[str, Any], key: str | None) -> dict[str, Any]:
@@ -149,11 +205,6 @@ def _op_fields(action: str, data: dict[str, Any], key: str | None) -> dict[str, 
         # By subscription: only when the row names one (a PoolKey alone is a bind's column).
         out.update({k: data.get(k) for k in ("PoolKey", "SubsId", "SecretNo")})
     return out
-
-
-def _cell(value: str) -> str:
-    """Neutralise spreadsheet formulas in what we write back."""
-    return "'" + value if value.startswith(FORMULA_PREFIXES) else value
 
 
 class _Progress:
@@ -232,6 +283,8 @@ def run_backfill(
     prog = _Progress(path.with_name(path.name + ".progress"), _file_fingerprint(path))
     skip = 0 if restart else prog.load()
     started = time.monotonic()
+    if fmt == "csv":
+        read_csv_header(path)  # a bad header refuses the file before anything is written
 
     counts: Counter[str] = Counter()
     by_action: Counter[str] = Counter()
@@ -245,14 +298,14 @@ def run_backfill(
     # has recorded at most the chunk after the last saved progress, as before; a rerun makes
     # that chunk a no-op.
     with rejects.open(reject_mode, newline="", encoding="utf-8", errors="backslashreplace") as rfh:
-        writer = csv.writer(rfh)
+        writer = safe_writer(rfh)  # every cell escaped against spreadsheet formulas
         if reject_mode == "w":
             writer.writerow(["line", "field", "code", "reason", "row"])
 
         def reject(row: Row, field: str, code: str, reason: str) -> None:
             counts["rejected"] += 1
             shown = row.raw if show_numbers else mask_text(row.raw)
-            writer.writerow([row.line, field, code, mask_text(reason), _cell(shown.strip())[:2000]])
+            writer.writerow([row.line, mask_text(field), code, mask_text(reason), shown.strip()[:2000]])
 
         def finish(ch: _Chunk) -> None:
             for row in ch.unreadable:

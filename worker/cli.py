@@ -9,21 +9,23 @@ import json
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
+from worker.cli_errors import MINUTES_AHEAD, WAIT_SECONDS, AxbGroup, FiniteFloat, fail
 from worker.errors import AxbError, InvalidRequestError, VendorError
-from worker.masking import mask_obj
+from worker.masking import mask_obj, mask_text
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # an error stays one line, however long
 
 
 def out_console() -> Console:
@@ -66,7 +68,7 @@ def bind_options(func: F) -> F:
         func = click.option(flag, type=typ, default=None, help=help_)(func)
     return click.option(
         "--expires-in",
-        type=float,
+        type=MINUTES_AHEAD,
         default=None,
         metavar="MINUTES",
         help="instead of --expiration: this many minutes from now",
@@ -98,11 +100,11 @@ def _fail_invalid(err: InvalidRequestError, as_json: bool = True) -> None:
     }
     if as_json:
         _emit(payload, False)
-    err_console.print(f"[red]invalid request:[/red] {err}", markup=True, highlight=False)
+    err_console.print(f"[red]invalid request:[/red] {escape(mask_text(str(err)))}", highlight=False)
     sys.exit(2)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.group(cls=AxbGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 def main() -> None:
     """Bind Dypls privacy numbers (BindAxb) through a reliable, rate-limited task queue."""
 
@@ -172,13 +174,13 @@ def call_unbind(pool_key: str, secret_no: str, subs_id: str, show_numbers: bool)
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8088, show_default=True, type=int)
-@click.option("--latency-ms", default=0.0, show_default=True, type=float)
-@click.option("--jitter-ms", default=0.0, show_default=True, type=float)
+@click.option("--latency-ms", default=0.0, show_default=True, type=FiniteFloat(0, 600_000, "ms"))
+@click.option("--jitter-ms", default=0.0, show_default=True, type=FiniteFloat(0, 600_000, "ms"))
 @click.option(
     "--error-rate",
     default=0.0,
     show_default=True,
-    type=float,
+    type=FiniteFloat(0, 1),
     help="fraction of BindAxb calls answered with a transient code",
 )
 @click.option("--qps-limit", default=None, type=int, help="answer isv.FLOW_LIMIT above this many calls/s")
@@ -253,7 +255,7 @@ def worker(
 @bind_options
 @click.option("--key", default=None, help="idempotency key (default: OutId, else a hash of the request)")
 @click.option("--wait", is_flag=True, help="wait until succeeded or dead-lettered")
-@click.option("--timeout", default=30.0, show_default=True, help="seconds to --wait")
+@click.option("--timeout", default=30.0, show_default=True, type=WAIT_SECONDS, help="seconds to --wait")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 @click.option("--show-numbers", is_flag=True)
 def enqueue(
@@ -268,7 +270,7 @@ def enqueue(
         _fail_invalid(err, as_json)
         return
     except AxbError as err:
-        err_console.print(f"[red]refused:[/red] {err}", highlight=False)
+        err_console.print(f"[red]refused:[/red] {escape(mask_text(str(err)))}", highlight=False)
         sys.exit(2)
     info: dict[str, Any] = {"key": handle.key, "task_id": handle.task_id, "created": handle.created}
     _report_handle(handle, info, wait=wait, timeout=timeout, as_json=as_json, show_numbers=show_numbers)
@@ -283,22 +285,22 @@ def _report_handle(
         try:
             res = handle.result(timeout=timeout)
         except TimeoutError as err:
-            err_console.print(f"[yellow]{err}[/yellow]", highlight=False)
+            err_console.print(f"[yellow]{escape(mask_text(str(err)))}[/yellow]", highlight=False)
             sys.exit(3)
         info.update(res.as_dict(show_numbers=show_numbers))
     if as_json:
         _emit(info, show_numbers)
     else:
-        _print_result_table(info)
+        _print_result_table(info, show_numbers)
     if wait and info.get("status") != "succeeded":
         sys.exit(1)
 
 
-def _print_result_table(info: dict[str, Any]) -> None:
+def _print_result_table(info: dict[str, Any], show_numbers: bool = False) -> None:
     table = Table(show_header=False, box=None)
-    for k, v in mask_obj(info).items():
+    for k, v in (info if show_numbers else mask_obj(info)).items():
         shown = ", ".join(f"{a}={b}" for a, b in v.items()) if isinstance(v, dict) else v
-        table.add_row(f"[bold]{k}[/bold]", "" if shown is None else str(shown))
+        table.add_row(Text(str(k), style="bold"), Text("" if shown is None else str(shown)))
     out_console().print(table)
 
 
@@ -312,13 +314,12 @@ def result(key: str, as_json: bool, show_numbers: bool) -> None:
 
     res = get_result(key)
     if res is None:
-        err_console.print(f"no bind with key {key!r}", highlight=False)
-        sys.exit(4)
+        fail(f"no bind with key {key!r}", 4)
     info = res.as_dict(show_numbers=show_numbers)
     if as_json:
         _emit(info, show_numbers)
     else:
-        _print_result_table(info)
+        _print_result_table(info, show_numbers)
 
 
 # --- axb backfill -----------------------------------------------------------------------------
@@ -334,7 +335,9 @@ def result(key: str, as_json: bool, show_numbers: bool) -> None:
 )
 @click.option("--wait", is_flag=True, help="follow until every row succeeded or was dead-lettered")
 @click.option("--json", "as_json", is_flag=True, help="print a summary object")
-@click.option("--chunk", default=1000, show_default=True, help="rows per pipelined round trip")
+@click.option(
+    "--chunk", default=1000, show_default=True, type=click.IntRange(1, 100_000), help="rows per round trip"
+)
 @click.option("--restart", is_flag=True, help="ignore saved progress and start from the first row")
 @click.option("--format", "fmt", type=click.Choice(["auto", "csv", "jsonl"]), default="auto")
 def backfill(
@@ -363,18 +366,9 @@ def backfill(
 
 def _since_ms(value: str | None) -> int | None:
     """``10m``, ``2h``, ``3d``, ``90s`` ago, or an ISO date-time (naive = UTC+8)."""
-    if not value:
-        return None
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if value[-1:] in units and value[:-1].replace(".", "", 1).isdigit():
-        return int((time.time() - float(value[:-1]) * units[value[-1]]) * 1000)
-    try:
-        dt = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter("use 10m / 2h / 3d or an ISO date-time", param_hint="--since") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone(timedelta(hours=8)))
-    return int(dt.timestamp() * 1000)
+    from worker.deadletters import parse_since_ms
+
+    return parse_since_ms(value)
 
 
 def selection_options(func: F) -> F:
@@ -389,8 +383,9 @@ def selection_options(func: F) -> F:
 def _selection(
     ids: tuple[str, ...], code: str | None, pool: str | None, since: str | None, select_all: bool
 ) -> Any:
-    from worker.deadletters import Selection
+    from worker.deadletters import Selection, parse_entry_id
 
+    ids = tuple(parse_entry_id(i) for i in ids)
     sel = Selection(ids=ids, code=code, pool=pool, since_ms=_since_ms(since), all=select_all)
     if sel.empty:
         raise click.UsageError("name entries: ID..., --code C, --pool P, --since T or --all")
@@ -404,10 +399,15 @@ def _dead_letters() -> Any:
     return DeadLetters(get_runtime().redis)
 
 
-def _ts(ms: int | None) -> str:
+def _ts(ms: Any) -> str:
     if not ms:
         return ""
-    return datetime.fromtimestamp(ms / 1000, tz=timezone(timedelta(hours=8))).strftime("%m-%d %H:%M:%S")
+    try:
+        return datetime.fromtimestamp(float(ms) / 1000, tz=timezone(timedelta(hours=8))).strftime(
+            "%m-%d %H:%M:%S"
+        )
+    except (TypeError, ValueError, OverflowError, OSError):  # not a time we wrote: show it as it is
+        return str(ms)
 
 
 @main.group()
@@ -419,7 +419,7 @@ def dlq() -> None:
 @click.option("--code", default=None, help="only this vendor code")
 @click.option("--pool", default=None, help="only this PoolKey")
 @click.option("--since", default=None, help="only newer than 10m / 2h / 3d / ISO time")
-@click.option("--limit", default=100, show_default=True)
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1_000_000))
 @click.option("--json", "as_json", is_flag=True, help="a JSON array for tools")
 @click.option("--show-numbers", is_flag=True)
 def dlq_list(
@@ -433,16 +433,8 @@ def dlq_list(
         return
     table = Table("id", "when (UTC+8)", "key", "pool", "code", "tries", "message", "request_id")
     for r in rows:
-        table.add_row(
-            r["id"],
-            _ts(r["dead_lettered_at"]),
-            r["key"],
-            r["pool"],
-            r["code"],
-            str(r["attempts"]),
-            r["message"][:50],
-            r["request_id"],
-        )
+        cells = (r["id"], _ts(r["dead_lettered_at"]), r["key"], r["pool"], r["code"], str(r["attempts"]))
+        table.add_row(*(Text(c) for c in (*cells, r["message"][:50], r["request_id"])))
     out_console().print(table)
     err_console.print(f"{len(rows)} dead letter(s)")
 
@@ -453,23 +445,26 @@ def dlq_list(
 @click.option("--show-numbers", is_flag=True)
 def dlq_show(entry_id: str, as_json: bool, show_numbers: bool) -> None:
     """One dead letter in full, with its attempt history."""
-    dl = _dead_letters().get(entry_id)
+    from worker.deadletters import parse_entry_id
+
+    dl = _dead_letters().get(parse_entry_id(entry_id))
     if dl is None:
-        err_console.print(f"no dead letter {entry_id!r}", highlight=False)
-        sys.exit(4)
+        fail(f"no dead letter {entry_id!r}", 4)
     info = dl.as_dict(show_numbers=show_numbers)
     if as_json:
         click.echo(json.dumps(info, ensure_ascii=False, indent=2))
         return
     history = info.pop("history")
     request = info.pop("request")
-    _print_result_table(info)
-    out_console().print("[bold]request[/bold]", json.dumps(request, ensure_ascii=False), highlight=False)
+    _print_result_table(info, show_numbers)
+    out_console().print(
+        "[bold]request[/bold]", escape(json.dumps(request, ensure_ascii=False)), highlight=False
+    )
     table = Table(
         "attempt", "at (UTC+8)", "code", "http", "latency ms", "replay", "request_id", title="history"
     )
     for h in history:
-        table.add_row(
+        cells = (
             str(h.get("attempt", "")),
             _ts(h.get("at")),
             str(h.get("code", "")),
@@ -478,6 +473,7 @@ def dlq_show(entry_id: str, as_json: bool, show_numbers: bool) -> None:
             str(h.get("replay", "")),
             str(h.get("request_id", "") or h.get("from", "")),
         )
+        table.add_row(*(Text(c) for c in cells))
     out_console().print(table)
 
 
@@ -485,7 +481,7 @@ def dlq_show(entry_id: str, as_json: bool, show_numbers: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def dlq_stats(as_json: bool) -> None:
     """Total, counts by code and pool, and the age of the oldest entry."""
-    stats = _dead_letters().stats()
+    stats = mask_obj(_dead_letters().stats())
     if as_json:
         click.echo(json.dumps(stats, ensure_ascii=False, indent=2))
         return
@@ -494,13 +490,19 @@ def dlq_stats(as_json: bool) -> None:
     from worker.errors import is_account_level
 
     for code, n in stats["by_code"].items():
-        table.add_row(code, str(n), "yes" if is_account_level(code) else "")
+        table.add_row(Text(code), str(n), "yes" if is_account_level(code) else "")
     out_console().print(table)
 
 
 @dlq.command("replay")
 @selection_options
-@click.option("--rate", default=50.0, show_default=True, help="re-enqueues per second at most")
+@click.option(
+    "--rate",
+    default=50.0,
+    show_default=True,
+    type=FiniteFloat(0.01, 100_000, "per second"),
+    help="re-enqueues per second at most",
+)
 @click.option("--force", is_flag=True, help="also replay axb.AMBIGUOUS_OUTCOME (after reconciling!)")
 @click.option("--json", "as_json", is_flag=True)
 def dlq_replay(
@@ -563,9 +565,14 @@ def dlq_purge(
 
 @dlq.command("watch")
 @click.option("--code", default=None)
-@click.option("--interval", default=1.0, show_default=True, help="seconds per poll")
-@click.option("--count", default=0, help="stop after this many new entries (0: never)")
-def dlq_watch(code: str | None, interval: float, count: int) -> None:
+@click.option(
+    "--interval", default=1.0, show_default=True, type=FiniteFloat(0.01, 3600, "s"), help="seconds per poll"
+)
+@click.option(
+    "--count", default=0, type=click.IntRange(0), help="stop after this many new entries (0: never)"
+)
+@click.option("--show-numbers", is_flag=True)
+def dlq_watch(code: str | None, interval: float, count: int, show_numbers: bool) -> None:
     """Print new dead letters as they arrive (Ctrl-C to stop)."""
     dead = _dead_letters()
     last = dead.newest_id()
@@ -578,10 +585,12 @@ def dlq_watch(code: str | None, interval: float, count: int) -> None:
                 if code and dl.code != code:
                     continue
                 seen += 1
-                out_console().print(
+                line = (
                     f"{_ts(dl.dead_lettered_at)}  {dl.code:<28} key={dl.key} pool={dl.pool} "
-                    f"attempts={dl.attempts} {mask_obj(dl.message)}",
-                    highlight=False,
+                    f"attempts={dl.attempts} {dl.message}"
+                )
+                out_console().print(
+                    line if show_numbers else mask_text(line), highlight=False, markup=False, soft_wrap=True
                 )
                 if count and seen >= count:
                     return

@@ -6,13 +6,13 @@ output unless ``--show-numbers`` is given.
 
 from __future__ import annotations
 
-import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
 
-from worker.cli import _fail_invalid, _report_handle, err_console, main
+from worker.cli import _fail_invalid, _report_handle, main
+from worker.cli_errors import MINUTES_AHEAD, WAIT_SECONDS, fail
 from worker.errors import AxbError, InvalidRequestError
 
 
@@ -30,8 +30,7 @@ def _follow(handle: Any, wait: bool, timeout: float, as_json: bool, show_numbers
 def _refused(err: AxbError, as_json: bool) -> None:
     if isinstance(err, InvalidRequestError):
         _fail_invalid(err, as_json)
-    err_console.print(f"[red]refused:[/red] {err}", highlight=False)
-    sys.exit(2)
+    fail(f"refused: {err}")
 
 
 @main.command()
@@ -40,7 +39,7 @@ def _refused(err: AxbError, as_json: bool) -> None:
 @click.option("--pool-key", default=None, help="the subscription's PoolKey")
 @click.option("--secret-no", default=None, help="the subscription's X number")
 @click.option("--wait", is_flag=True, help="wait until unbound (or dead-lettered)")
-@click.option("--timeout", default=30.0, show_default=True, help="seconds to --wait")
+@click.option("--timeout", default=30.0, show_default=True, type=WAIT_SECONDS, help="seconds to --wait")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 @click.option("--show-numbers", is_flag=True)
 def unbind(
@@ -69,9 +68,11 @@ def unbind(
 @main.command()
 @click.argument("key")
 @click.option("--expiration", default=None, help="the new Expiration, yyyy-MM-dd HH:mm:ss (UTC+8)")
-@click.option("--expires-in", type=float, default=None, metavar="MINUTES", help="instead: minutes from now")
+@click.option(
+    "--expires-in", type=MINUTES_AHEAD, default=None, metavar="MINUTES", help="instead: minutes from now"
+)
 @click.option("--wait", is_flag=True, help="wait until extended (or dead-lettered)")
-@click.option("--timeout", default=30.0, show_default=True, help="seconds to --wait")
+@click.option("--timeout", default=30.0, show_default=True, type=WAIT_SECONDS, help="seconds to --wait")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 @click.option("--show-numbers", is_flag=True)
 def extend(

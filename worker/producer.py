@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeVar
 
-from worker import errors, keys
+from worker import api_args, errors, keys
 from worker.errors import AxbError, IdempotencyConflictError, InvalidRequestError
-from worker.masking import mask_obj
+from worker.masking import mask_obj, mask_text
 from worker.models import (
     BindAxbRequest,
     SecretBindDTO,
@@ -186,6 +186,8 @@ _R = TypeVar("_R", "BindResult", "LifecycleResult")
 
 
 def _wait_done(load: Callable[[], _R | None], what: str, timeout: float | None, poll_s: float) -> _R:
+    timeout = api_args.seconds("timeout", timeout)
+    poll_s = api_args.seconds("poll_s", poll_s, optional=False) or 0.005
     deadline = None if timeout is None else time.monotonic() + timeout
     delay = poll_s
     while True:
@@ -240,6 +242,7 @@ def _prepare(
     deadline: datetime | None,
     rt: Runtime,
 ) -> _Prepared:
+    api_args.text("idempotency_key", idempotency_key)
     # The fast path accepts exactly what parse_bind_request accepts, with the same result; for
     # anything it is unsure of, parse_bind_request accepts it or raises the error.
     fast = bind_params(item)
@@ -306,8 +309,11 @@ def enqueue_bind(
 
     ``request`` is a :class:`BindAxbRequest` or a mapping with API names (``PhoneNoA``) or
     field names (``phone_no_a``); keyword fields work too. ``deadline`` (aware datetime)
-    stops retries earlier than the binding's own Expiration.
+    stops retries earlier than the binding's own Expiration. A wrong type for any argument
+    raises :class:`InvalidRequestError` naming it.
     """
+    api_args.text("idempotency_key", idempotency_key)
+    api_args.deadline(deadline)
     rt = get_runtime()
     item: BindAxbRequest | Mapping[str, Any] = request if request is not None else fields
     prepared = _prepare(item, idempotency_key, deadline, rt)
@@ -319,12 +325,35 @@ def enqueue_bind(
 
 @dataclass
 class BulkResult:
+    """``handles[i]`` is the handle of item ``indices[i]``; ``rejected`` holds (index, error)."""
+
     handles: list[BindHandle] = field(default_factory=list)
     rejected: list[tuple[int, AxbError]] = field(default_factory=list)
+    indices: list[int] = field(default_factory=list)
 
     @property
     def created(self) -> int:
         return sum(1 for h in self.handles if h.created)
+
+
+class PartialEnqueueError(AxbError):
+    """:func:`enqueue_binds` stopped part-way (its iterable raised, Redis failed, ...) after
+    committing some items. ``result`` is exactly what was committed (``result.indices``: the
+    items that have a record and a message) and rejected; ``uncertain`` are the indices of a
+    chunk that was on its way to Redis when it stopped: they may or may not be recorded, and
+    enqueueing them again is safe (same keys, no second binding). Every other item was not
+    committed. ``__cause__`` is the error."""
+
+    def __init__(self, result: BulkResult, uncertain: list[int], cause: BaseException) -> None:
+        self.result = result
+        self.uncertain = uncertain
+        super().__init__(
+            mask_text(
+                f"enqueue_binds stopped after committing {len(result.handles)} item(s)"
+                f" ({len(uncertain)} more may be recorded; enqueue them again):"
+                f" {type(cause).__name__}: {cause}"
+            )
+        )
 
 
 BindItem = BindAxbRequest | Mapping[str, Any] | tuple[BindAxbRequest | Mapping[str, Any], str | None]
@@ -338,31 +367,60 @@ def enqueue_binds(
 ) -> BulkResult:
     """Validate and enqueue many binds with pipelined round trips.
 
-    Items are requests, or ``(request, idempotency_key)`` pairs. Invalid items are reported in
-    ``rejected`` with their index and error; they never stop the others.
+    Items are requests, or ``(request, idempotency_key)`` pairs. Invalid items (a wrong type
+    included) are reported in ``rejected`` with their index and error; they never stop the
+    others. ``result.indices`` tells which item each handle is for.
+
+    Items are committed chunk by chunk as the iterable is read. If the call stops part-way
+    for any other reason (the iterable raises, Redis fails) after a chunk was committed, it
+    raises :class:`PartialEnqueueError` carrying the committed items, never a bare error; when
+    nothing was committed yet, the error itself is raised. Wrong types for ``items``,
+    ``deadline`` or ``chunk`` raise :class:`InvalidRequestError` before anything is committed.
     """
+    items = api_args.items(items)
+    api_args.deadline(deadline)
+    api_args.positive_int("chunk", chunk)
     rt = get_runtime()
     out = BulkResult()
     batch: list[_Prepared] = []
     batch_index: list[int] = []
+    sending: list[int] = []  # the chunk on its way to Redis: unknown if it stops meanwhile
 
     def flush() -> None:
+        sending[:] = batch_index
         _collect(out, batch_index, _commit(rt, batch))
+        sending.clear()
         batch.clear()
         batch_index.clear()
 
-    for i, item in enumerate(items):
-        req, key = item if isinstance(item, tuple) else (item, None)
-        try:
-            batch.append(_prepare(req, key, deadline, rt))
-            batch_index.append(i)
-        except AxbError as err:
-            out.rejected.append((i, err))
-        if len(batch) >= chunk:
+    try:
+        for i, item in enumerate(items):
+            try:
+                req, key = _split_item(item)
+                batch.append(_prepare(req, key, deadline, rt))
+                batch_index.append(i)
+            except AxbError as err:
+                out.rejected.append((i, err))
+            if len(batch) >= chunk:
+                flush()
+        if batch:
             flush()
-    if batch:
-        flush()
+    except Exception as exc:
+        if not out.handles:
+            raise  # nothing committed: the error says it all
+        raise PartialEnqueueError(out, list(sending), exc) from exc
     return out
+
+
+def _split_item(item: Any) -> tuple[Any, Any]:
+    """A bulk item: a request, or a ``(request, idempotency_key)`` pair."""
+    if not isinstance(item, tuple):
+        return item, None
+    if len(item) != 2:
+        raise InvalidRequestError.single(
+            "item", api_args.INVALID, "must be a request or a (request, idempotency_key) pair"
+        )
+    return item[0], item[1]
 
 
 def _collect(
@@ -373,6 +431,7 @@ def _collect(
             out.rejected.append((idx, res))
         else:
             out.handles.append(res)
+            out.indices.append(idx)
 
 
 @dataclass
@@ -387,11 +446,12 @@ class PreparedBinds:
 def prepare_binds(items: Iterable[BindItem], *, deadline: datetime | None = None) -> PreparedBinds:
     """The first half of :func:`enqueue_binds` for one batch: validation, keys and fingerprints.
     Touches no Redis, so a caller may prepare the next batch while the last one is committed."""
+    api_args.deadline(deadline)
     rt = get_runtime()
     out = PreparedBinds()
     for i, item in enumerate(items):
-        req, key = item if isinstance(item, tuple) else (item, None)
         try:
+            req, key = _split_item(item)
             out.prepared.append(_prepare(req, key, deadline, rt))
             out.index.append(i)
         except AxbError as err:
@@ -437,6 +497,7 @@ class PendingBinds:
 
 
 def get_result(key: str) -> BindResult | None:
+    api_args.text("key", key, optional=False)
     rec = get_runtime().store.get(key)
     return BindResult.from_record(rec) if rec else None
 
@@ -710,8 +771,13 @@ def enqueue_unbind(
     unbind of a binding already gone succeeds. An unbind that arrives while the bind is still
     queued or retrying cancels it if none of its requests can have bound (the bind ends
     ``cancelled``, and is never bound later), or else waits for it and then unbinds.
-    Raises :class:`InvalidRequestError` for an unknown key without subscription details.
+    Raises :class:`InvalidRequestError` for an unknown key without subscription details, and
+    for a wrong type of any argument (naming it).
     """
+    api_args.text("key", key)
+    api_args.digits_or_text("subs_id", subs_id)
+    api_args.text("pool_key", pool_key)
+    api_args.digits_or_text("secret_no", secret_no)
     rt = get_runtime()
     rec = rt.store.get(key.strip()) if key else None
     row = _prepare_unbind(rt, key, rec, subs_id=subs_id, pool_key=pool_key, secret_no=secret_no)
@@ -722,7 +788,10 @@ def enqueue_extend(key: str, expiration: str | datetime) -> LifecycleHandle:
     """Move bind ``key``'s Expiration (trip runs late): ``yyyy-MM-dd HH:mm:ss`` (UTC+8) or an aware
     datetime, more than a minute from now. Waits for a pending bind; the stored result's TTL
     follows the new Expiration. Asking twice for the same Expiration is one operation; of
-    several extends of a key the latest asked for wins."""
+    several extends of a key the latest asked for wins. A wrong type of an argument raises
+    :class:`InvalidRequestError` naming it."""
+    api_args.text("key", key, optional=False)
+    api_args.expiration(expiration)
     rt = get_runtime()
     rec = rt.store.get(key.strip()) if key else None
     return _commit_ops(rt, [_prepare_extend(rt, key, rec, expiration)])[0]
@@ -779,5 +848,6 @@ def _text(value: Any) -> str | None:
 
 def get_op_result(key: str) -> LifecycleResult | None:
     """An unbind's or extend's result by its key (``handle.key``: ``unbind:<key>``, …)."""
+    api_args.text("key", key, optional=False)
     rec = get_runtime().store.get(key)
     return LifecycleResult.from_record(rec) if rec else None

@@ -9,6 +9,8 @@ AccessKey secret is replaced outright.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
 
 from worker.errors import is_account_level
@@ -62,6 +64,23 @@ def init_sentry(settings: Settings) -> bool:
     )
     _state["enabled"] = True
     return True
+
+
+@contextmanager
+def key_scope(key: str) -> Iterator[None]:
+    """Sentry scope of ONE key of a many-key message (``axb.bind_many``): it starts with no
+    breadcrumbs and keeps its own, so an event (a dead letter, an error) tells only this key's
+    story, not the keys worked on before it in the same task. A no-op without Sentry."""
+    if not _state["enabled"]:
+        yield
+        return
+    import sentry_sdk
+
+    with sentry_sdk.isolation_scope() as scope:  # forks the current scope too
+        scope.clear_breadcrumbs()
+        sentry_sdk.get_current_scope().clear_breadcrumbs()
+        scope.set_tag("bind_key", key)  # scrubbed (masked) like everything else before sending
+        yield
 
 
 def report_dead_letter(

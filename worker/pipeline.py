@@ -29,7 +29,7 @@ from worker.errors import AmbiguousVendorError, Handling, InvalidRequestError, V
 from worker.limiter import late_allowance
 from worker.metrics import BINDS, LIFECYCLE, LIMITER_WAIT, RETRIES, VENDOR_LATENCY
 from worker.models import api_params, bind_params, parse_bind_request
-from worker.observability import report_dead_letter
+from worker.observability import key_scope, report_dead_letter
 from worker.runtime import Runtime
 from worker.signing import SignedRequest
 from worker.store import (
@@ -178,7 +178,8 @@ def run_bind_many(rt: Runtime, key_list: list[str], delivery: str) -> list[Outco
             log.info("bind batch: %d key(s) left after %s; published again", len(rest), why)
             out.extend(Outcome(k, "requeued") for k in key_list[i:])
             break
-        out.append(run_bind(rt, key, tokens[i], in_batch=True, started=starts[i]))
+        with key_scope(key):  # each key its own Sentry scope: events carry only its breadcrumbs
+            out.append(run_bind(rt, key, tokens[i], in_batch=True, started=starts[i]))
     return out
 
 

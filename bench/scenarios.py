@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import csv
 import json
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from bench.drains import (
 )
 from bench.harness import OUT, Stack, bind_requests, expiration, phones, rss_mb
 from bench.report import Row
+from worker.csv_cells import safe_writer
 
 
 @dataclass
@@ -399,7 +399,7 @@ def enqueue(stack: Stack, cfg: Config) -> list[Row]:
     path = OUT / f"backfill-{n}.csv"
     exp = expiration()
     with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
+        w = safe_writer(fh)
         w.writerow(["PoolKey", "PhoneNoA", "PhoneNoB", "Expiration", "OutId"])
         for i in range(n):
             a, b = phones(i)

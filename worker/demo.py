@@ -197,8 +197,8 @@ def _print_outcomes(env: dict[str, str], sample: Path) -> None:
                 rejects[int(r["line"])] = r
     with sample.open(newline="") as fh:
         reader = csv.DictReader(fh)
-        for line, row in enumerate(reader, start=2):
-            row = {k: unescape_cell(v) for k, v in row.items()}  # as written by safe_writer
+        for line, written in enumerate(reader, start=2):
+            row = {k: unescape_cell(v) for k, v in written.items()}  # as safe_writer wrote them
             a, b = (mask_number(normalize_phone(row[f]) or row[f]) for f in ("PhoneNoA", "PhoneNoB"))
             if line in rejects:
                 table.add_row(

@@ -160,11 +160,13 @@ def test_a_jsonl_row_naming_a_field_twice_is_rejected_alone(rt: Runtime, tmp_pat
     """JSON objects keep the last duplicate key: such a row is rejected, the others go."""
     good = dict(zip(HEADER, row(30), strict=True))
     dup = json.dumps(dict(zip(HEADER, row(31), strict=True)))[:-1] + ', "PhoneNoA": "13700000000"}'
+    escaped = dup.replace(', "PhoneNoA": "137', ', "Phone\\u004eoA": "137')
+    by_field_name = dup.replace(', "PhoneNoA": "137', ', "phone_no_a": "137')
     path = tmp_path / "dup.jsonl"
-    path.write_text(json.dumps(good) + "\n" + dup + "\n")
+    path.write_text("\n".join([json.dumps(good), dup, escaped, by_field_name]) + "\n")
     summary = run_backfill(path)
-    assert summary["enqueued"] == 1 and summary["rejected"] == 1
-    assert "PhoneNoA is given twice" in rejects_of(summary)[0][3]
+    assert summary["enqueued"] == 1 and summary["rejected"] == 3
+    assert all("PhoneNoA is given twice" in r[3] for r in rejects_of(summary))
 
 
 # --- oversized fields --------------------------------------------------------------------------------

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -89,7 +90,9 @@ def iter_rows(path: Path, fmt: str) -> Iterator[Row]:
                     yield Row(n, None, "row is not valid UTF-8", line)
                     continue
                 try:
-                    obj = json.loads(line, object_pairs_hook=_unique_keys)
+                    obj = json.loads(line)
+                    if isinstance(obj, dict) and _may_name_twice(line, obj):
+                        obj = json.loads(line, object_pairs_hook=_unique_keys)  # the slow, sure way
                 except json.JSONDecodeError as exc:
                     yield Row(n, None, f"not a JSON object: {exc.msg}", line)
                     continue
@@ -151,14 +154,20 @@ def read_csv_header(path: Path) -> list[str] | None:
     return None
 
 
-def _column_name(header: str) -> str:
-    """The parameter a column sets: ``PhoneNoA`` and ``phone_no_a`` are the same one."""
+@functools.cache
+def _parameter_names() -> dict[str, str]:
+    """API name of every BindAxbRequest parameter, by its API name and its field name."""
     from worker.models import BindAxbRequest
 
+    out: dict[str, str] = {}
     for name, info in BindAxbRequest.model_fields.items():
-        if header in (name, info.alias):
-            return info.alias or name
-    return header
+        out[name] = out[info.alias or name] = info.alias or name
+    return out
+
+
+def _column_name(header: str) -> str:
+    """The parameter a column sets: ``PhoneNoA`` and ``phone_no_a`` are the same one."""
+    return _parameter_names().get(header, header)
 
 
 def check_header(header: list[str], path: Path) -> None:
@@ -178,15 +187,24 @@ def check_header(header: list[str], path: Path) -> None:
         seen[name] = i
 
 
+def _may_name_twice(line: str, obj: dict[str, Any]) -> bool:
+    """Could this JSON object have named a parameter twice (``json.loads`` keeps the last)?
+    Cheap and never wrong the other way: a key given twice appears twice in the line, unless
+    escaped (a backslash) or spelt as its field name (``phone_no_a``)."""
+    names = _parameter_names()
+    return "\\" in line or any(line.count(f'"{k}"') > 1 or (k[:1].islower() and k in names) for k in obj)
+
+
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """``json.loads`` hook: a JSONL row that names a parameter twice is refused, not half-read."""
+    out = dict(pairs)
     seen: set[str] = set()
     for k, _v in pairs:
         name = _column_name(k)
         if name in seen:
             raise _DuplicateKeyError(name)
         seen.add(name)
-    return dict(pairs)
+    return out
 
 
 class _DuplicateKeyError(ValueError):

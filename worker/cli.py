@@ -356,7 +356,7 @@ def backfill(
         progress=not as_json and sys.stderr.isatty(),
     )
     if as_json:
-        click.echo(json.dumps(summary, ensure_ascii=False, indent=2))
+        click.echo(json.dumps(mask_obj(summary), ensure_ascii=False, indent=2))
     else:
         _print_result_table(summary)
 

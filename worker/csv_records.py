@@ -78,6 +78,10 @@ class _Lines:
         while True:
             text = next(self._lines)  # StopIteration ends the reader
             self.line += 1
+            if not self.in_quotes and '"' not in text and len(text) <= self._max:
+                # The common line: a whole record, no quotes. Nothing to follow.
+                self.start, self._chars, self._given = self.line, 0, True
+                return text
             if not self.in_quotes:
                 self.start, self._chars, self._given = self.line, 0, False
                 self._head = text[:_HEAD_CHARS]

@@ -150,6 +150,8 @@ def test_dlq_show_table_mode_shows_numbers_with_show_numbers(rt: Runtime) -> Non
         (["backfill", "/nonexistent.csv"], ["/nonexistent.csv"]),
         (["backfill", "README.md", "--chunk", "0"], ["--chunk"]),
         (["simulator", "--latency-ms", "nan"], ["--latency-ms"]),
+        (["simulator", "--port", "99999"], ["--port"]),
+        (["worker", "-c", "0"], ["--concurrency"]),
     ],
 )
 def test_junk_flags_give_one_line_and_exit_code_2(rt: Runtime, args: list[str], words: list[str]) -> None:

@@ -173,7 +173,7 @@ def call_unbind(pool_key: str, secret_no: str, subs_id: str, show_numbers: bool)
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8088, show_default=True, type=int)
+@click.option("--port", default=8088, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--latency-ms", default=0.0, show_default=True, type=FiniteFloat(0, 600_000, "ms"))
 @click.option("--jitter-ms", default=0.0, show_default=True, type=FiniteFloat(0, 600_000, "ms"))
 @click.option(
@@ -183,9 +183,17 @@ def call_unbind(pool_key: str, secret_no: str, subs_id: str, show_numbers: bool)
     type=FiniteFloat(0, 1),
     help="fraction of BindAxb calls answered with a transient code",
 )
-@click.option("--qps-limit", default=None, type=int, help="answer isv.FLOW_LIMIT above this many calls/s")
+@click.option(
+    "--qps-limit", default=None, type=click.IntRange(1), help="answer isv.FLOW_LIMIT above this many calls/s"
+)
 @click.option("--seed", default=None, type=int)
-@click.option("--pool-size", default=1000, show_default=True, type=int, help="X numbers in the default pool")
+@click.option(
+    "--pool-size",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(1, 10_000_000),
+    help="X numbers in the default pool",
+)
 def simulator(
     host: str,
     port: int,
@@ -216,7 +224,9 @@ def simulator(
 
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.option("--pool", "pool_type", default=None, help="Celery pool (default AXB_WORKER_POOL)")
-@click.option("-c", "--concurrency", default=None, type=int, help="default AXB_WORKER_CONCURRENCY")
+@click.option(
+    "-c", "--concurrency", default=None, type=click.IntRange(1, 10_000), help="default AXB_WORKER_CONCURRENCY"
+)
 @click.option("-l", "--loglevel", default=None)
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker(

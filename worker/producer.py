@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeVar
 
-from worker import api_args, errors, keys
+from worker import arg_checks, errors, keys
 from worker.errors import AxbError, IdempotencyConflictError, InvalidRequestError
 from worker.masking import mask_obj, mask_text
 from worker.models import (
@@ -186,8 +186,8 @@ _R = TypeVar("_R", "BindResult", "LifecycleResult")
 
 
 def _wait_done(load: Callable[[], _R | None], what: str, timeout: float | None, poll_s: float) -> _R:
-    timeout = api_args.seconds("timeout", timeout)
-    poll_s = api_args.seconds("poll_s", poll_s, optional=False) or 0.005
+    timeout = arg_checks.seconds("timeout", timeout)
+    poll_s = arg_checks.seconds("poll_s", poll_s, optional=False) or 0.005
     deadline = None if timeout is None else time.monotonic() + timeout
     delay = poll_s
     while True:
@@ -242,7 +242,7 @@ def _prepare(
     deadline: datetime | None,
     rt: Runtime,
 ) -> _Prepared:
-    api_args.text("idempotency_key", idempotency_key)
+    arg_checks.text("idempotency_key", idempotency_key)
     # The fast path accepts exactly what parse_bind_request accepts, with the same result; for
     # anything it is unsure of, parse_bind_request accepts it or raises the error.
     fast = bind_params(item)
@@ -312,8 +312,8 @@ def enqueue_bind(
     stops retries earlier than the binding's own Expiration. A wrong type for any argument
     raises :class:`InvalidRequestError` naming it.
     """
-    api_args.text("idempotency_key", idempotency_key)
-    api_args.deadline(deadline)
+    arg_checks.text("idempotency_key", idempotency_key)
+    arg_checks.deadline(deadline)
     rt = get_runtime()
     item: BindAxbRequest | Mapping[str, Any] = request if request is not None else fields
     prepared = _prepare(item, idempotency_key, deadline, rt)
@@ -377,9 +377,9 @@ def enqueue_binds(
     nothing was committed yet, the error itself is raised. Wrong types for ``items``,
     ``deadline`` or ``chunk`` raise :class:`InvalidRequestError` before anything is committed.
     """
-    items = api_args.items(items)
-    api_args.deadline(deadline)
-    api_args.positive_int("chunk", chunk)
+    items = arg_checks.items(items)
+    arg_checks.deadline(deadline)
+    arg_checks.positive_int("chunk", chunk)
     rt = get_runtime()
     out = BulkResult()
     batch: list[_Prepared] = []
@@ -418,7 +418,7 @@ def _split_item(item: Any) -> tuple[Any, Any]:
         return item, None
     if len(item) != 2:
         raise InvalidRequestError.single(
-            "item", api_args.INVALID, "must be a request or a (request, idempotency_key) pair"
+            "item", arg_checks.INVALID, "must be a request or a (request, idempotency_key) pair"
         )
     return item[0], item[1]
 
@@ -446,7 +446,7 @@ class PreparedBinds:
 def prepare_binds(items: Iterable[BindItem], *, deadline: datetime | None = None) -> PreparedBinds:
     """The first half of :func:`enqueue_binds` for one batch: validation, keys and fingerprints.
     Touches no Redis, so a caller may prepare the next batch while the last one is committed."""
-    api_args.deadline(deadline)
+    arg_checks.deadline(deadline)
     rt = get_runtime()
     out = PreparedBinds()
     for i, item in enumerate(items):
@@ -497,7 +497,7 @@ class PendingBinds:
 
 
 def get_result(key: str) -> BindResult | None:
-    api_args.text("key", key, optional=False)
+    arg_checks.text("key", key, optional=False)
     rec = get_runtime().store.get(key)
     return BindResult.from_record(rec) if rec else None
 
@@ -774,10 +774,10 @@ def enqueue_unbind(
     Raises :class:`InvalidRequestError` for an unknown key without subscription details, and
     for a wrong type of any argument (naming it).
     """
-    api_args.text("key", key)
-    api_args.digits_or_text("subs_id", subs_id)
-    api_args.text("pool_key", pool_key)
-    api_args.digits_or_text("secret_no", secret_no)
+    arg_checks.text("key", key)
+    arg_checks.digits_or_text("subs_id", subs_id)
+    arg_checks.text("pool_key", pool_key)
+    arg_checks.digits_or_text("secret_no", secret_no)
     rt = get_runtime()
     rec = rt.store.get(key.strip()) if key else None
     row = _prepare_unbind(rt, key, rec, subs_id=subs_id, pool_key=pool_key, secret_no=secret_no)
@@ -790,8 +790,8 @@ def enqueue_extend(key: str, expiration: str | datetime) -> LifecycleHandle:
     follows the new Expiration. Asking twice for the same Expiration is one operation; of
     several extends of a key the latest asked for wins. A wrong type of an argument raises
     :class:`InvalidRequestError` naming it."""
-    api_args.text("key", key, optional=False)
-    api_args.expiration(expiration)
+    arg_checks.text("key", key, optional=False)
+    arg_checks.expiration(expiration)
     rt = get_runtime()
     rec = rt.store.get(key.strip()) if key else None
     return _commit_ops(rt, [_prepare_extend(rt, key, rec, expiration)])[0]
@@ -848,6 +848,6 @@ def _text(value: Any) -> str | None:
 
 def get_op_result(key: str) -> LifecycleResult | None:
     """An unbind's or extend's result by its key (``handle.key``: ``unbind:<key>``, …)."""
-    api_args.text("key", key, optional=False)
+    arg_checks.text("key", key, optional=False)
     rec = get_runtime().store.get(key)
     return LifecycleResult.from_record(rec) if rec else None

@@ -26,8 +26,8 @@ FAST = {
     "AXB_RATE_LIMIT_QPS": "1000",
     "AXB_RATE_LIMIT_BURST": "50",
     "AXB_READ_TIMEOUT_S": "2",
-    # The account breaker's hold, short so that tests with account-level codes move on.
-    "AXB_ACCOUNT_HALT_S": "0.5",
+    # The account hold, short so that tests with account-level codes move on.
+    "AXB_ACCOUNT_HOLD_S": "0.5",
 }
 
 

@@ -216,13 +216,13 @@ def test_a_malformed_batch_message_is_dead_lettered_and_work_goes_on(
 
 
 def test_a_hold_on_the_account_set_mid_batch_stops_the_next_call(pipeline: Runtime) -> None:
-    """The account breaker is checked in the same step that records a call as going out, so a
+    """The account hold is checked in the same step that records a call as going out, so a
     hold set after a batch started (by another worker) stops that batch's next call."""
     res = enqueue_binds([request(600), request(601)])
     acct = pipeline.settings.access_key_id
     before = pipeline.store.start_many([(h.key, f"t{i}") for i, h in enumerate(res.handles)], 10, acct)
-    assert [st.halt for st in before] == [None, None]
-    pipeline.store.halt_account(acct, "isv.ACCOUNT_ABNORMAL", "closed", 5)
+    assert [st.hold for st in before] == [None, None]
+    pipeline.holds.hold_account(acct, "isv.ACCOUNT_ABNORMAL", "closed", 5)
     assert pipeline.store.begin_attempt("order-600", {"nonce": "n"}, account=acct) == -3
     rec = pipeline.store.get("order-600")
     assert rec is not None and rec.attempts == 0 and rec.inflight is None  # nothing written

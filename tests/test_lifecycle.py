@@ -96,7 +96,7 @@ def test_an_unbind_waits_out_a_hold_on_the_account(
     reason in its record and no vendor call, and unbinds once the hold is over."""
     bound = enqueue_bind(request(5)).result(timeout=15)
     assert bound.ok
-    pipeline.store.halt_account(pipeline.settings.access_key_id, "isv.ACCOUNT_ABNORMAL", "closed", 1.5)
+    pipeline.holds.hold_account(pipeline.settings.access_key_id, "isv.ACCOUNT_ABNORMAL", "closed", 1.5)
     handle = enqueue_unbind("order-5")
     held = wait_until(
         lambda: (r := pipeline.store.get(handle.key)) is not None and r.code == "isv.ACCOUNT_ABNORMAL" and r,

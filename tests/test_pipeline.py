@@ -201,7 +201,7 @@ def test_wrong_credentials_stop_the_cluster_calling_instead_of_storming(
     from tests.simulator_fixture import fixture_config
     from worker.producer import enqueue_binds
 
-    apply_env(monkeypatch, {"AXB_ACCESS_KEY_SECRET": "a-wrong-secret", "AXB_ACCOUNT_HALT_S": "1.5"})
+    apply_env(monkeypatch, {"AXB_ACCESS_KEY_SECRET": "a-wrong-secret", "AXB_ACCOUNT_HOLD_S": "1.5"})
     handles = enqueue_binds([request(700 + i) for i in range(20)]).handles
     time.sleep(1.0)
     refused = [c for c in simulator.ledger()["calls"] if c["code"] == "SignatureDoesNotMatch"]

@@ -5,6 +5,7 @@ Exception tree::
     AxbError
     ├── InvalidRequestError          bad input caught before any call (names field + vendor code)
     ├── IdempotencyConflictError     a key reused for a different request
+    ├── RedisFullError               Redis refused a write: maxmemory reached (noeviction)
     └── VendorError                  the vendor (or the way to it) said no
         ├── RetryableVendorError     back off and try again within the bind's deadline
         │   ├── ThrottledError       flow control: slow the whole cluster down
@@ -22,6 +23,8 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+
+import redis.exceptions
 
 from worker.masking import mask_text
 
@@ -106,6 +109,24 @@ def is_account_level(code: str) -> bool:
     return classify(code) is Handling.ACCOUNT
 
 
+# Why a call failed when it says nothing about the request itself (the vendor's side is down):
+# these open the vendor hold (worker/hold.py) and never use up AXB_MAX_ATTEMPTS.
+VENDOR_UNREACHABLE = "vendor unreachable"
+VENDOR_5XX = "vendor answering 5xx"
+
+
+def outage_reason(err: VendorError) -> str:
+    """``vendor unreachable`` (refused, reset, connect or read timeout), ``vendor answering 5xx``
+    (an HTTP 5xx that is not flow control), or ``""``: the vendor answered about this request."""
+    if err.handling is Handling.THROTTLED or err.code == "SignatureNonceUsed":
+        return ""
+    if err.code in (TRANSPORT_ERROR, READ_TIMEOUT):
+        return VENDOR_UNREACHABLE
+    if err.http_status is not None and err.http_status >= 500:
+        return VENDOR_5XX
+    return ""
+
+
 class AxbError(Exception):
     """Base of every error this service raises. ``str()`` is always masked."""
 
@@ -142,6 +163,23 @@ class InvalidRequestError(AxbError, ValueError):
     @property
     def field(self) -> str:
         return self.problems[0].field if self.problems else ""
+
+
+class RedisFullError(AxbError, redis.exceptions.OutOfMemoryError):
+    """Redis refused a write because it is full (``maxmemory`` reached under ``noeviction``).
+
+    Raised instead of redis-py's ``OutOfMemoryError`` by every Redis client of this service
+    (translated in one place, :mod:`worker.redis_client`); it is still a ``redis.RedisError``.
+    The refused step wrote nothing: free memory and run the same command again; idempotency
+    keys (and a backfill's progress file) make it resume where it stopped."""
+
+    def __init__(self, detail: str = "") -> None:
+        self.detail = detail
+        super().__init__(
+            "Redis is full (maxmemory reached, policy noeviction): nothing was written by the refused"
+            " step. Free memory (axb dlq purge, or raise maxmemory), then run the same command again:"
+            " it resumes where it stopped"
+        )
 
 
 class IdempotencyConflictError(AxbError):

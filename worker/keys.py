@@ -103,9 +103,22 @@ def rate_penalty(scope: str) -> str:
     return f"{PREFIX}:rl:{{{scope}}}:penalty"
 
 
-def account_halt(account: str) -> str:
-    """String: set while the vendor refuses ``account``; every worker holds its calls."""
-    return f"{PREFIX}:halt:{account}"
+def account_hold(account: str) -> str:
+    """String (JSON, with a TTL): set while the vendor refuses ``account``; every worker holds
+    its calls for that account until it runs out (see :mod:`worker.hold`)."""
+    return f"{PREFIX}:hold:account:{account}"
+
+
+VENDOR_HOLD = f"{PREFIX}:hold:vendor"  # String (JSON): open while the vendor is down; no TTL
+VENDOR_PROBE = f"{PREFIX}:hold:vendor:probe"  # String: the one delivery probing the vendor
+VENDOR_NEXT_PROBE = f"{PREFIX}:hold:vendor:next"  # String: the held key due soon, to probe
+VENDOR_OUTCOMES = f"{PREFIX}:hold:vendor:outcomes"  # Hash: answered/failed calls per second
+HELD_QUEUES = f"{PREFIX}:hold:vendor:queues"  # Set: queues with keys in a held set
+
+
+def held(queue: str) -> str:
+    """Zset key -> when it was held (ms): keys of ``queue`` waiting out the vendor hold."""
+    return f"{PREFIX}:held:{queue}"
 
 
 def task_id_for(key: str, action: str = "bind") -> str:

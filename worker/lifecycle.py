@@ -1,9 +1,9 @@
 """Trip lifecycle on the worker side: unbind a binding, move its Expiration, race-free with its bind.
 
 An operation is a record of its own (``unbind:<key>``, ``extend:<key>:<yyyyMMddHHmmss>``) with the
-bind's machinery: a lease per delivery, the poison counter, the cluster-wide limiter, the account
-breaker, retries with full jitter through the delay queue, dead letters with the operation's code,
-the watchdog. :func:`attempt_op` is the story of one attempt:
+bind's machinery: a lease per delivery, the poison counter, the cluster-wide limiter, the hold
+(account refused, vendor down: :mod:`worker.hold`), retries with full jitter through the delay
+queue, dead letters with the operation's code, the watchdog. :func:`attempt_op` is the story of one attempt:
 
     lease on the binding → look at the bind → nothing to do | wait | refuse | call → store
 
@@ -38,6 +38,7 @@ from typing import Any
 
 from worker import errors
 from worker.errors import Handling, InvalidRequestError, VendorError
+from worker.hold import Hold
 from worker.limiter import late_allowance
 from worker.metrics import BINDS, LIFECYCLE, LIMITER_WAIT, VENDOR_LATENCY
 from worker.models import (
@@ -53,8 +54,10 @@ from worker.pipeline import (
     _dead_letter,
     _finish,
     _hist,
-    _hold,
+    note_answer,
+    pass_hold,
     retry_or_dead_letter,
+    wait_out_hold,
 )
 from worker.runtime import Runtime
 from worker.store import CANCELLED, DEAD_LETTERED, PENDING, SUCCEEDED, BindRecord, now_ms
@@ -101,9 +104,9 @@ class _Call:
 _Plan = _Done | _Wait | _Fail | _Call
 
 
-def attempt_op(rt: Runtime, rec: BindRecord, halt: tuple[int, str, str] | None = None) -> Outcome:
+def attempt_op(rt: Runtime, rec: BindRecord, hold: Hold | None = None, delivery: str = "") -> Outcome:
     """One attempt of an unbind or extend record (called by the task under the record's lease;
-    ``halt`` is the account's hold as the delivery's start read it)."""
+    ``hold`` is the hold in force as the delivery's start read it)."""
     token = uuid.uuid4().hex
     lease_s = rt.settings.hard_time_limit_s + LEASE_EXTRA_S
     target = _target(rec)
@@ -111,7 +114,7 @@ def attempt_op(rt: Runtime, rec: BindRecord, halt: tuple[int, str, str] | None =
         return _wait(rt, rec, "another operation on this binding is under way", BUSY_S)
     try:
         plan = _plan_unbind(rt, rec, target) if rec.action == "unbind" else _plan_extend(rt, rec, target)
-        return _carry_out(rt, rec, plan, target, halt)
+        return _carry_out(rt, rec, plan, target, hold, delivery or token)
     finally:
         if target:
             rt.store.release_target(target, token)
@@ -291,7 +294,7 @@ def _succeed(
 
 
 def _carry_out(
-    rt: Runtime, rec: BindRecord, plan: _Plan, target: str, halt: tuple[int, str, str] | None
+    rt: Runtime, rec: BindRecord, plan: _Plan, target: str, hold: Hold | None, delivery: str
 ) -> Outcome:
     s = rt.settings
     key = rec.key
@@ -314,9 +317,10 @@ def _carry_out(
         )
         return _finish(rt, key)
 
-    # The account breaker, as for binds (the hold was read when the delivery started).
-    if halt is not None and halt[0] > now:
-        return _hold(rt, rec, halt)
+    # The hold, as for binds (read when the delivery started): wait, or call (perhaps as the probe).
+    held, probe = pass_hold(rt, rec, hold, delivery)
+    if held is not None:
+        return held
 
     # The cluster-wide rate limit, as for binds.
     limits = rt.limits(plan.pool)
@@ -329,7 +333,9 @@ def _carry_out(
         return Outcome(key, rec.status, rec.code, rec.attempts)
     LIMITER_WAIT.observe(reservation.wait_s)  # already slept by acquire_on_time
 
-    attempt = rt.store.begin_attempt(key, None)
+    attempt = rt.store.begin_attempt(key, None, account=s.access_key_id, probe_token=probe)
+    if attempt == -3:
+        return wait_out_hold(rt, rec, rt.holds.current(s.access_key_id), keep_inflight=False)
     if attempt < 0:
         return _finish(rt, key)
     started = time.monotonic()
@@ -338,9 +344,10 @@ def _carry_out(
     except VendorError as err:
         latency_ms = (time.monotonic() - started) * 1000
         VENDOR_LATENCY.labels(plan.vendor_action, err.handling.value).observe(latency_ms / 1000)
-        return _on_error(rt, rec, err, attempt=attempt, latency_ms=latency_ms)
+        return _on_error(rt, rec, err, attempt=attempt, latency_ms=latency_ms, probe=probe)
     latency_ms = (time.monotonic() - started) * 1000
     VENDOR_LATENCY.labels(plan.vendor_action, "ok").observe(latency_ms / 1000)
+    note_answer(rt, None, probe)
     gone = response.code == "isv.SUBS_NOT_EXIST"
     return _succeed(
         rt,
@@ -358,14 +365,17 @@ def _carry_out(
     )
 
 
-def _on_error(rt: Runtime, rec: BindRecord, err: VendorError, *, attempt: int, latency_ms: float) -> Outcome:
+def _on_error(
+    rt: Runtime, rec: BindRecord, err: VendorError, *, attempt: int, latency_ms: float, probe: str = ""
+) -> Outcome:
     s = rt.settings
     key = rec.key
     hist = _hist(attempt, err.code, err.request_id, latency_ms, False, err.http_status)
     common: dict[str, Any] = {"request_id": err.request_id, "http_status": err.http_status, "hist": hist}
     handling = err.handling
+    vendor_hold = note_answer(rt, err, probe)
     if handling is Handling.ACCOUNT:
-        rt.store.halt_account(s.access_key_id, err.code, err.vendor_message or str(err), s.account_halt_s)
+        rt.holds.hold_account(s.access_key_id, err.code, err.vendor_message or str(err), s.account_hold_s)
     if handling in (Handling.TERMINAL, Handling.ACCOUNT):
         _dead_letter(rt, key, code=err.code, message=err.vendor_message or str(err), **common)
         return _finish(rt, key, latency_ms)
@@ -375,6 +385,8 @@ def _on_error(rt: Runtime, rec: BindRecord, err: VendorError, *, attempt: int, l
 
     # Retryable, throttled, or ambiguous (sent, no usable answer): unbinding and moving an
     # expiry are idempotent, so the next attempt signs a fresh request.
+    if vendor_hold is not None:
+        return wait_out_hold(rt, rec, vendor_hold, keep_inflight=False, common=common, outage=True)
     return retry_or_dead_letter(
         rt, rec, err, attempt, common, latency_ms, keep_inflight=False, no_number_backoff=False
     )

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from worker import errors, keys
-from worker.errors import AmbiguousVendorError, Handling, InvalidRequestError, VendorError
+from worker.errors import AmbiguousVendorError, Handling, InvalidRequestError, VendorError, outage_reason
+from worker.hold import ACCOUNT, Hold
 from worker.limiter import late_allowance
 from worker.metrics import BINDS, LIFECYCLE, LIMITER_WAIT, RETRIES, VENDOR_LATENCY
 from worker.models import api_params, bind_params, parse_bind_request
@@ -121,9 +122,9 @@ def run_bind(
         if rec.action != "bind":
             from worker.lifecycle import attempt_op
 
-            outcome = attempt_op(rt, rec, st.halt)
+            outcome = attempt_op(rt, rec, st.hold, delivery)
         else:
-            outcome = _attempt(rt, rec, halt=st.halt, lease_token=delivery)
+            outcome = _attempt(rt, rec, hold=st.hold, lease_token=delivery)
         released = outcome.released
         if not released:
             rt.store.note_finish(key)
@@ -239,9 +240,7 @@ def _log_outcome(rec: BindRecord, latency_ms: float | None = None) -> None:
     )
 
 
-def _attempt(
-    rt: Runtime, rec: BindRecord, *, halt: tuple[int, str, str] | None = None, lease_token: str = ""
-) -> Outcome:
+def _attempt(rt: Runtime, rec: BindRecord, *, hold: Hold | None = None, lease_token: str = "") -> Outcome:
     s = rt.settings
     key = rec.key
     now = now_ms()
@@ -283,9 +282,10 @@ def _attempt(
             _dead_letter(rt, key, code=err.code, message=str(err))
             return _finish(rt, key)
 
-    # --- the account breaker: after an account-level refusal, the cluster holds its calls -------
-    if halt is not None and halt[0] > now:
-        return _hold(rt, rec, halt)
+    # --- the hold: the account refused, or the vendor is down (worker/hold.py) -----------------
+    held, probe = pass_hold(rt, rec, hold, lease_token or f"probe:{key}:{random.getrandbits(32)}")
+    if held is not None:
+        return held
 
     # --- the cluster-wide rate limit, and the call recorded as going out -----------------------
     # Signed first, then the limiter's slot and the record of the call (the stored signed
@@ -296,11 +296,13 @@ def _attempt(
     asked = time.monotonic()  # the slot is no earlier than this plus its wait
     pipe = rt.redis.pipeline(transaction=False)
     rt.limiter.reserve_into(pipe, limits, max_wait_s=s.inline_wait_max_s)
-    rt.store.begin_attempt(key, signed.to_json_dict(), account=s.access_key_id, client=pipe)
+    rt.store.begin_attempt(
+        key, signed.to_json_dict(), account=s.access_key_id, probe_token=probe, client=pipe
+    )
     raw_slot, raw_attempt = pipe.execute()
     attempt = int(raw_attempt)
     if attempt == -3:
-        return _hold(rt, rec, rt.store.account_halt(s.access_key_id))
+        return wait_out_hold(rt, rec, rt.holds.current(s.access_key_id))
     if attempt < 0:
         if attempt == -2:  # an unbind came first, and nothing of this bind can have bound
             BINDS.labels("cancelled", errors.CANCELLED).inc()
@@ -344,9 +346,12 @@ def _attempt(
     except VendorError as err:
         latency_ms = (time.monotonic() - started) * 1000
         VENDOR_LATENCY.labels("BindAxb", err.handling.value).observe(latency_ms / 1000)
-        return _on_error(rt, rec, err, attempt=attempt, replay=replay is not None, latency_ms=latency_ms)
+        return _on_error(
+            rt, rec, err, attempt=attempt, replay=replay is not None, latency_ms=latency_ms, probe=probe
+        )
     latency_ms = (time.monotonic() - started) * 1000
     VENDOR_LATENCY.labels("BindAxb", "ok").observe(latency_ms / 1000)
+    note_answer(rt, None, probe)
     dto = response.secret_bind_dto
     assert dto is not None  # bind_axb_signed guarantees it
     expire_at_s = rec.expires_at // 1000 + s.result_ttl_extra_s
@@ -366,26 +371,76 @@ def _attempt(
     return Outcome(key, "succeeded", "OK", attempt, released=bool(lease_token))
 
 
-def _hold(rt: Runtime, rec: BindRecord, halt: tuple[int, str, str] | None) -> Outcome:
-    """The account breaker: after an account-level refusal the cluster holds its calls; this
-    key waits on the delay queue until the hold is over (or is dead-lettered at its deadline)."""
+def pass_hold(rt: Runtime, rec: BindRecord, hold: Hold | None, token: str) -> tuple[Outcome | None, str]:
+    """May this delivery call the vendor, given the hold its start read? ``(outcome, "")`` when
+    the key waits instead (:func:`wait_out_hold`); ``(None, probe_token)`` when it may call,
+    with a token when it is the vendor hold's one probe (see :mod:`worker.hold`)."""
+    if hold is None:
+        return None, ""
+    if hold.scope == ACCOUNT:
+        return (wait_out_hold(rt, rec, hold), "") if hold.until_ms > now_ms() else (None, "")
+    verdict = rt.holds.try_probe(token)
+    if verdict == "hold":
+        return wait_out_hold(rt, rec, hold), ""
+    if verdict == "probe":
+        log.info("%s key=%s: probing the vendor (%s)", rec.action or "bind", rec.key, hold.describe())
+        return None, token
+    return None, ""
+
+
+def note_answer(rt: Runtime, err: VendorError | None, probe: str) -> Hold | None:
+    """Count a call's outcome for the vendor hold; the hold if it is open after this failure.
+    An answer to the probe closes the hold and releases every held key."""
+    hold = rt.holds.after_call(err, probe=bool(probe))
+    if probe and hold is None and (err is None or not outage_reason(err)):
+        log.warning("vendor hold closed: the vendor answered a probe; held keys released")
+    elif hold is not None and hold.since_ms >= now_ms() - 1000 and not probe:
+        log.warning("vendor hold: %s", hold.describe())
+    return hold
+
+
+def wait_out_hold(
+    rt: Runtime,
+    rec: BindRecord,
+    hold: Hold | None,
+    *,
+    keep_inflight: bool = True,
+    common: dict[str, Any] | None = None,
+    outage: bool = False,
+) -> Outcome:
+    """The key waits on the delay queue while calls are held; it spends no attempt. An account
+    hold ends at a known time (past the deadline: dead-lettered now, with the refusal's code); a
+    vendor hold ends when a probe gets an answer, and the key waits in the held set until then,
+    or until its own deadline, where the next start dead-letters it. ``keep_inflight``: keep a
+    stored request whose fate is unknown, to be proved by re-sending it after the hold."""
     key = rec.key
-    until_ms, code, reason = halt or (now_ms(), "", "")
-    due = until_ms + random.randint(0, 500)
-    if rec.deadline and due >= rec.deadline:  # an unbind by SubsId alone has no deadline
-        _dead_letter(
-            rt, key, code=code or errors.DEADLINE_EXCEEDED, message=f"held until the deadline: {reason}"
-        )
-        return _finish(rt, key)
+    if hold is not None and hold.scope != ACCOUNT:
+        due = rt.holds.park(key, rt.settings.queue)
+        if rec.deadline:
+            due = min(due, rec.deadline)
+    else:
+        due = (hold.until_ms if hold else now_ms()) + random.randint(0, 500)
+        if hold and rec.deadline and due >= rec.deadline:
+            _dead_letter(
+                rt,
+                key,
+                code=hold.code or errors.DEADLINE_EXCEEDED,
+                message=f"held until the deadline: {hold.describe()}",
+                **(common or {}),
+            )
+            return _finish(rt, key)
+    code = hold.code if hold else rec.code
     rt.store.schedule(
         key,
         due_ms=due,
-        status=rec.status or PENDING,
-        code=code or rec.code,
-        message=f"held: {reason}" if reason else rec.message,
-        keep_inflight=True,
+        status=RETRYING if outage else (rec.status or PENDING),
+        code=code,
+        message=f"held: {hold.describe()}" if hold else rec.message,
+        keep_inflight=keep_inflight,
+        outage=outage,
+        **(common or {}),
     )
-    return Outcome(key, rec.status, code, rec.attempts)
+    return Outcome(key, RETRYING if outage else rec.status, code, rec.attempts)
 
 
 class RetryPlan(NamedTuple):
@@ -393,6 +448,8 @@ class RetryPlan(NamedTuple):
     delay_s: float
     due_ms: int
     exhausted: bool
+    # Failed on the vendor's side (unreachable, 5xx): not counted, and bounded by the deadline only.
+    outage: bool
 
 
 def plan_retry(
@@ -400,7 +457,8 @@ def plan_retry(
 ) -> RetryPlan:
     """After a retryable answer: slow the cluster if it was a throttle, and work out when to try
     again and whether the attempts are used up. Throttled answers do not count towards
-    ``AXB_MAX_ATTEMPTS`` (up to ``MAX_THROTTLES``)."""
+    ``AXB_MAX_ATTEMPTS`` (up to ``MAX_THROTTLES``), and neither do failures on the vendor's side
+    (unreachable, 5xx) of a record with a deadline: the deadline alone bounds those."""
     s = rt.settings
     handling = err.handling
     throttled = handling is Handling.THROTTLED
@@ -415,19 +473,33 @@ def plan_retry(
         delay_s = full_jitter(attempt, s.backoff_initial_s, s.backoff_max_s)
     if err.retry_after_s:
         delay_s = max(delay_s, err.retry_after_s)
-    counted = attempt - (rec.throttles + (1 if throttled else 0))
-    exhausted = counted >= s.max_attempts or (throttled and rec.throttles + 1 >= MAX_THROTTLES)
-    return RetryPlan(throttled, delay_s, now_ms() + int(delay_s * 1000), exhausted)
+    outage = bool(rec.deadline) and bool(outage_reason(err))
+    counted = attempt - rec.throttles - rec.outages - (1 if throttled or outage else 0)
+    exhausted = (not outage and counted >= s.max_attempts) or (
+        throttled and rec.throttles + 1 >= MAX_THROTTLES
+    )
+    due = now_ms() + int(delay_s * 1000)
+    if outage:
+        due = min(due, rec.deadline)  # the next start dead-letters it if the deadline has come
+    return RetryPlan(throttled, delay_s, due, exhausted, outage)
 
 
 def _on_error(
-    rt: Runtime, rec: BindRecord, err: VendorError, *, attempt: int, replay: bool, latency_ms: float
+    rt: Runtime,
+    rec: BindRecord,
+    err: VendorError,
+    *,
+    attempt: int,
+    replay: bool,
+    latency_ms: float,
+    probe: str = "",
 ) -> Outcome:
     s = rt.settings
     key = rec.key
     hist = _hist(attempt, err.code, err.request_id, latency_ms, replay, err.http_status)
     handling = err.handling
     common: dict[str, Any] = {"request_id": err.request_id, "http_status": err.http_status, "hist": hist}
+    vendor_hold = note_answer(rt, err, probe)
 
     if err.code == "SignatureNonceUsed":
         what = "a re-sent copy of" if replay else "the first copy of"
@@ -444,7 +516,7 @@ def _on_error(
     if handling is Handling.ACCOUNT:
         # The vendor refuses the account itself: every other call would fail the same way.
         # Hold the whole cluster's calls for a while instead of storming; one probe per pause.
-        rt.store.halt_account(s.access_key_id, err.code, err.vendor_message or str(err), s.account_halt_s)
+        rt.holds.hold_account(s.access_key_id, err.code, err.vendor_message or str(err), s.account_hold_s)
     if handling in (Handling.TERMINAL, Handling.ACCOUNT):
         _dead_letter(rt, key, code=err.code, message=err.vendor_message or str(err), **common)
         return _finish(rt, key, latency_ms)
@@ -463,6 +535,9 @@ def _on_error(
     # Keep the stored signed request while its fate is unknown: the lost first copy (this
     # was a replay that did not get through) or this very attempt (sent, no answer).
     keep_inflight = ambiguous or (replay and not err.sent)
+    if vendor_hold is not None:
+        # The vendor is down for the whole cluster: wait for a probe's answer, spending nothing.
+        return wait_out_hold(rt, rec, vendor_hold, keep_inflight=keep_inflight, common=common, outage=True)
 
     return retry_or_dead_letter(
         rt, rec, err, attempt, common, latency_ms, keep_inflight=keep_inflight, no_number_backoff=True
@@ -484,10 +559,10 @@ def retry_or_dead_letter(
     letters once the attempts or the time before the deadline are used up. A kept request in
     flight makes such a dead letter ``axb.AMBIGUOUS_OUTCOME``."""
     key = rec.key
-    throttled, delay_s, due, exhausted = plan_retry(
+    throttled, delay_s, due, exhausted, outage = plan_retry(
         rt, rec, err, attempt, no_number_backoff=no_number_backoff
     )
-    if exhausted or (rec.deadline and due >= rec.deadline):
+    if exhausted or (not outage and rec.deadline and due >= rec.deadline):
         why = "retries exhausted" if exhausted else "no time left before the deadline"
         code = errors.AMBIGUOUS_OUTCOME if keep_inflight else err.code
         _dead_letter(rt, key, code=code, message=f"{why}; last: {err.code}: {err.vendor_message}", **common)
@@ -502,6 +577,7 @@ def retry_or_dead_letter(
         message=err.vendor_message,
         keep_inflight=keep_inflight,
         throttled=throttled,
+        outage=outage,
         **common,
     )
     log.info(

@@ -22,8 +22,10 @@ import redis
 from worker import keys
 from worker.client import DyplsClient
 from worker.delay import DelayQueue, Pump, Watchdog
+from worker.hold import Holds
 from worker.limiter import LATE_MIN_S, Limit, RateLimiter
 from worker.masking import mask_text
+from worker.redis_client import AxbRedis
 from worker.settings import Settings, get_settings
 from worker.store import BindStore
 
@@ -35,11 +37,12 @@ class Runtime:
     store: BindStore
     delay: DelayQueue
     limiter: RateLimiter
+    holds: Holds
     _client: DyplsClient | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
-        client = redis.Redis.from_url(
+        client = AxbRedis.from_url(
             settings.redis_url,
             socket_timeout=10,
             socket_connect_timeout=5,
@@ -54,6 +57,7 @@ class Runtime:
             store=BindStore(client, settings.queue, settings.watchdog_s),
             delay=DelayQueue(client, settings.queue),
             limiter=RateLimiter(client),
+            holds=Holds(client, settings),
         )
 
     @property

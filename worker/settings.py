@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -50,9 +50,22 @@ class Settings(BaseSettings):
     # An unanswered signed request may be replayed (same nonce) for this long; the vendor
     # keeps nonces for 15 minutes and rejects timestamps 15 minutes off.
     replay_window_s: float = Field(default=600.0, gt=0)
-    # After an account-level refusal (bad credentials, closed account), the cluster holds its
-    # calls this long, then lets one probe through.
-    account_halt_s: float = Field(default=60.0, gt=0)
+    # The hold (worker/hold.py). After an account-level refusal (bad credentials, closed
+    # account), the cluster holds its calls this long, then lets calls through again
+    # (AXB_ACCOUNT_HALT_S, the old name, is still read).
+    account_hold_s: float = Field(
+        default=60.0, gt=0, validation_alias=AliasChoices("AXB_ACCOUNT_HOLD_S", "AXB_ACCOUNT_HALT_S")
+    )
+    # The vendor hold opens when, over the last vendor_hold_window_s across the cluster, at least
+    # vendor_hold_min_failures calls failed (unreachable, reset, timed out, HTTP 5xx) and they
+    # were at least vendor_hold_failure_ratio of all calls. Then one probe call goes out every
+    # vendor_probe_every_s; its first answer releases every held key at once. Held keys also
+    # look again every vendor_hold_recheck_s (a safety net).
+    vendor_hold_window_s: int = Field(default=10, ge=1)
+    vendor_hold_min_failures: int = Field(default=5, ge=1)
+    vendor_hold_failure_ratio: float = Field(default=0.5, gt=0, le=1)
+    vendor_probe_every_s: float = Field(default=1.0, gt=0)
+    vendor_hold_recheck_s: float = Field(default=30.0, gt=0)
     result_ttl_extra_s: int = Field(default=86_400, ge=0)
     # Every accepted key is watched until it finishes. A key with no message anywhere (not on
     # the queue, not unacknowledged, not delayed, not leased) this long after it was accepted

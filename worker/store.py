@@ -34,6 +34,7 @@ from typing import Any, NamedTuple
 import redis
 
 from worker import keys
+from worker.hold import Hold
 
 PENDING = "pending"
 RETRYING = "retrying"
@@ -95,14 +96,21 @@ end
 return #KEYS
 """
 
-# KEYS: record, history, delayed, watch, account-halt. ARGV: signed-json, now, check-halt (0/1).
+# KEYS: record, history, delayed, watch, account hold, vendor hold, vendor probe lock.
+# ARGV: signed-json, now, check the holds (0/1), probe token ('' : not the probe).
 # Returns the attempt number, -1 (terminal: do not call), -2 (cancelled now: do not call),
-# -3 (the account's calls are on hold: do not call; nothing written).
+# -3 (calls are on hold, for the account or the vendor, and this delivery is not the vendor
+# hold's probe: do not call; nothing written).
 _BEGIN_ATTEMPT = """
 local r = redis.call('HMGET', KEYS[1], 'status', 'cancel_requested', 'inflight', 'key')
 local st = r[1]
 if not st or st == 'succeeded' or st == 'dead_lettered' or st == 'cancelled' then return -1 end
-if ARGV[3] == '1' and redis.call('EXISTS', KEYS[5]) == 1 then return -3 end
+if ARGV[3] == '1' then
+  if redis.call('EXISTS', KEYS[5]) == 1 then return -3 end
+  if redis.call('EXISTS', KEYS[6]) == 1 and (ARGV[4] == '' or redis.call('GET', KEYS[7]) ~= ARGV[4]) then
+    return -3
+  end
+end
 if r[2] and r[2] ~= '' and (not r[3] or r[3] == '') then
   -- An unbind was accepted and no request of ours may have bound: never send one.
   redis.call('HSET', KEYS[1], 'status', 'cancelled', 'code', 'axb.CANCELLED',
@@ -148,11 +156,12 @@ redis.call('ZREM', KEYS[3], r[3])
 return 1
 """
 
-# The start of a delivery, in one round trip. KEYS: record, lease, delayed, account-halt.
-# ARGV: key, lease token, lease ms, now ms.
-# Returns {what, record hash (flat), starts, halt}: what = 0 no record, 1 terminal, 2 a stale
+# The start of a delivery, in one round trip. KEYS: record, lease, delayed, account hold,
+# vendor hold. ARGV: key, lease token, lease ms, now ms.
+# Returns {what, record hash (flat), starts, hold}: what = 0 no record, 1 terminal, 2 a stale
 # copy (the delay queue owns the key until it is due), 3 busy (another delivery holds the
-# lease: looked at again once it has run out), 4 go (lease taken, ``starts`` counted).
+# lease: looked at again once it has run out), 4 go (lease taken, ``starts`` counted); hold =
+# the account's hold, else the vendor's, else false (see worker/hold.py).
 _START = """
 local h = redis.call('HGETALL', KEYS[1])
 if #h == 0 then return {0, {}, 0, false} end
@@ -166,7 +175,7 @@ if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', tonumber(ARGV[3])) then
   return {3, h, 0, false}
 end
 local starts = redis.call('HINCRBY', KEYS[1], 'starts', 1)
-return {4, h, starts, redis.call('GET', KEYS[4])}
+return {4, h, starts, redis.call('GET', KEYS[4]) or redis.call('GET', KEYS[5])}
 """
 
 # KEYS: record, history, delayed, watch, lease. ARGV: result-json, request_id, now,
@@ -194,7 +203,8 @@ return 1
 """
 
 # KEYS: record, history, delayed. ARGV: status, due-ms, code, message, request_id, http, now,
-#       keep-inflight(0/1), hist-json, throttled(0/1)
+#       keep-inflight(0/1), hist-json, throttled(0/1), outage(0/1: the attempt failed on the
+#       vendor's side and is not counted against AXB_MAX_ATTEMPTS)
 _SCHEDULE = """
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return -1 end
@@ -203,6 +213,7 @@ redis.call('HSET', KEYS[1], 'status', ARGV[1], 'code', ARGV[3], 'message', ARGV[
   'request_id', ARGV[5], 'http_status', ARGV[6], 'updated_at', ARGV[7], 'next_at', ARGV[2])
 if ARGV[8] == '0' then redis.call('HDEL', KEYS[1], 'inflight', 'inflight_at') end
 if ARGV[10] == '1' then redis.call('HINCRBY', KEYS[1], 'throttles', 1) end
+if ARGV[11] == '1' then redis.call('HINCRBY', KEYS[1], 'outages', 1) end
 if ARGV[9] ~= '' then
   redis.call('RPUSH', KEYS[2], ARGV[9])
   redis.call('EXPIRE', KEYS[2], redis.call('TTL', KEYS[1]))
@@ -341,6 +352,8 @@ class BindRecord:
     action: str = "bind"
     attempts: int = 0
     throttles: int = 0
+    # attempts that failed on the vendor's side (unreachable, 5xx): not counted against AXB_MAX_ATTEMPTS
+    outages: int = 0
     code: str = ""
     message: str = ""
     request_id: str = ""
@@ -396,6 +409,7 @@ class BindRecord:
             action=data.get("action", "bind") or "bind",
             attempts=int(data.get("attempts") or 0),
             throttles=int(data.get("throttles") or 0),
+            outages=int(data.get("outages") or 0),
             code=data.get("code", ""),
             message=data.get("message", ""),
             request_id=data.get("request_id", ""),
@@ -434,7 +448,8 @@ class Start:
     what: int
     record: BindRecord | None
     starts: int
-    halt: tuple[int, str, str] | None
+    # The hold in force when the delivery started: the account's, else the vendor's.
+    hold: Hold | None
 
 
 START_MISSING, START_TERMINAL, START_DELAYED, START_BUSY, START_GO = range(5)
@@ -706,7 +721,7 @@ class BindStore:
 
     def start(self, key: str, token: str, lease_s: float, account: str) -> Start:
         """Begin a delivery of ``key`` in one round trip: read the record, check the delay queue,
-        take the lease, count the start and read the account's halt (see ``_START``)."""
+        take the lease, count the start and read the hold in force (see ``_START``)."""
         return self.start_many([(key, token)], lease_s, account)[0]
 
     def start_many(self, items: Sequence[tuple[str, str]], lease_s: float, account: str) -> list[Start]:
@@ -719,7 +734,8 @@ class BindStore:
                     keys.bind_record(key),
                     keys.bind_lease(key),
                     self.delayed_key,
-                    keys.account_halt(account),
+                    keys.account_hold(account),
+                    keys.VENDOR_HOLD,
                 ],
                 args=[key, token, int(lease_s * 1000), ts],
                 client=pipe,
@@ -727,16 +743,12 @@ class BindStore:
         return [self._started(*res) for res in pipe.execute()]
 
     @staticmethod
-    def _started(what: Any, flat: Any, starts: Any, halt: Any) -> Start:
+    def _started(what: Any, flat: Any, starts: Any, hold: Any) -> Start:
         rec = None
         if flat:
             it = iter(flat)
             rec = BindRecord.from_hash({_s(k): _s(v) for k, v in zip(it, it, strict=True)})
-        halted = None
-        if halt:
-            until, code, reason = json.loads(halt)
-            halted = (int(until), str(code), str(reason))
-        return Start(int(what), rec, int(starts), halted)
+        return Start(int(what), rec, int(starts), Hold.from_json(hold))
 
     def unstart(self, key: str, token: str) -> None:
         """Undo a :meth:`start` that will not work on the key (its count and its lease)."""
@@ -785,11 +797,18 @@ class BindStore:
         self.r.hset(keys.bind_record(key), "starts", 0)
 
     def begin_attempt(
-        self, key: str, signed: dict[str, Any] | None, *, account: str = "", client: Any = None
+        self,
+        key: str,
+        signed: dict[str, Any] | None,
+        *,
+        account: str = "",
+        probe_token: str = "",
+        client: Any = None,
     ) -> Any:
         """Record that a vendor call is about to go out; returns the attempt number, or -1
         (terminal: do not call) or -2 (an unbind cancelled the bind just now: do not call).
-        With ``account``: -3 if that account's calls are on hold (:meth:`halt_account`).
+        With ``account``: -3 if calls are on hold (that account's, or the vendor's unless this
+        delivery holds the probe lock with ``probe_token``; see :mod:`worker.hold`).
         With ``client`` (a pipeline) the command is only queued on it."""
         res = self._begin(
             keys=[
@@ -797,9 +816,11 @@ class BindStore:
                 keys.bind_history(key),
                 self.delayed_key,
                 self.watch_key,
-                keys.account_halt(account),
+                keys.account_hold(account),
+                keys.VENDOR_HOLD,
+                keys.VENDOR_PROBE,
             ],
-            args=[json.dumps(signed) if signed else "", now_ms(), 1 if account else 0],
+            args=[json.dumps(signed) if signed else "", now_ms(), 1 if account else 0, probe_token],
             client=client,
         )
         return res if client is not None else int(res)
@@ -902,6 +923,7 @@ class BindStore:
         keep_inflight: bool = False,
         hist: dict[str, Any] | None = None,
         throttled: bool = False,
+        outage: bool = False,
     ) -> int:
         return int(
             self._schedule(
@@ -917,6 +939,7 @@ class BindStore:
                     1 if keep_inflight else 0,
                     _hist(hist),
                     1 if throttled else 0,
+                    1 if outage else 0,
                 ],
             )
         )
@@ -954,19 +977,6 @@ class BindStore:
         if isinstance(res, bytes | str):
             return _s(res)
         return None
-
-    def halt_account(self, account: str, code: str, message: str, seconds: float) -> None:
-        """Hold every worker's calls for ``account`` for ``seconds`` (after an account-level code)."""
-        until = now_ms() + int(seconds * 1000)
-        reason = f"{code} at {time.strftime('%H:%M:%S')}: {message}; calls paused cluster-wide"
-        self.r.set(keys.account_halt(account), json.dumps([until, code, reason]), px=int(seconds * 1000))
-
-    def account_halt(self, account: str) -> tuple[int, str, str] | None:
-        raw = self.r.get(keys.account_halt(account))
-        if not raw:
-            return None
-        until, code, reason = json.loads(raw)
-        return int(until), str(code), str(reason)
 
     def delayed_due_at(self, key: str) -> float | None:
         score = self.r.zscore(self.delayed_key, key)

@@ -161,10 +161,11 @@ class Holds:
 
     # --- the vendor hold ----------------------------------------------------------------------
 
-    def after_call(self, err: VendorError | None, *, probe: bool) -> Hold | None:
+    def after_call(self, err: VendorError | None, *, probe: str = "") -> Hold | None:
         """Count one vendor call's outcome. Returns the vendor hold if this call failed for the
         vendor's side (unreachable, 5xx) and the hold is open now (perhaps opened by this call);
-        an answer to the probe closes the hold and releases every held key."""
+        an answer to the probe (``probe``: its token) closes the hold and releases every held
+        key, a failed probe frees the probe lock for the next one."""
         reason = outage_reason(err) if err is not None else ""
         if not reason:
             if probe:
@@ -177,7 +178,7 @@ class Holds:
         s = self.settings
         assert err is not None
         raw = self._note(
-            keys=[keys.VENDOR_OUTCOMES, keys.VENDOR_HOLD],
+            keys=[keys.VENDOR_OUTCOMES, keys.VENDOR_HOLD, keys.VENDOR_PROBE],
             args=[
                 answered,
                 1,
@@ -187,6 +188,7 @@ class Holds:
                 reason,
                 err.code,
                 (err.vendor_message or str(err))[:300],
+                probe,
             ],
         )
         return Hold.from_json(raw)
@@ -200,8 +202,8 @@ class Holds:
             self._flushed_at = time.monotonic()
         s = self.settings
         self._note(
-            keys=[keys.VENDOR_OUTCOMES, keys.VENDOR_HOLD],
-            args=[answered, 0, s.vendor_hold_window_s, s.vendor_hold_min_failures, 1, "", "", ""],
+            keys=[keys.VENDOR_OUTCOMES, keys.VENDOR_HOLD, keys.VENDOR_PROBE],
+            args=[answered, 0, s.vendor_hold_window_s, s.vendor_hold_min_failures, 1, "", "", "", ""],
         )
 
     def try_probe(self, token: str) -> str:

@@ -1,8 +1,11 @@
 -- Count vendor call outcomes cluster-wide and open the vendor hold when most calls fail.
--- KEYS: 1 outcome counts (hash, one field per second and kind), 2 the vendor hold.
+-- KEYS: 1 outcome counts (hash, one field per second and kind), 2 the vendor hold, 3 the probe
+--       lock.
 -- ARGV: 1 answered calls, 2 failed calls (unreachable or 5xx), 3 window (s), 4 least failures
---       to open, 5 failure ratio to open (0..1), 6 reason, 7 code, 8 message.
+--       to open, 5 failure ratio to open (0..1), 6 reason, 7 code, 8 message, 9 the token of a
+--       probe that failed ('' if none: its lock is freed for the next probe).
 -- Returns the hold (JSON) if one is open after this call, else false.
+if ARGV[9] ~= '' and redis.call('GET', KEYS[3]) == ARGV[9] then redis.call('DEL', KEYS[3]) end
 local t = redis.call('TIME')
 local sec = tonumber(t[1])
 local now_ms = sec * 1000 + math.floor(tonumber(t[2]) / 1000)

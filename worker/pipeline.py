@@ -391,7 +391,7 @@ def pass_hold(rt: Runtime, rec: BindRecord, hold: Hold | None, token: str) -> tu
 def note_answer(rt: Runtime, err: VendorError | None, probe: str) -> Hold | None:
     """Count a call's outcome for the vendor hold; the hold if it is open after this failure.
     An answer to the probe closes the hold and releases every held key."""
-    hold = rt.holds.after_call(err, probe=bool(probe))
+    hold = rt.holds.after_call(err, probe=probe)
     if probe and hold is None and (err is None or not outage_reason(err)):
         log.warning("vendor hold closed: the vendor answered a probe; held keys released")
     elif hold is not None and hold.since_ms >= now_ms() - 1000 and not probe:

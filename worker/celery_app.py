@@ -133,6 +133,10 @@ def _on_worker_init(**_: Any) -> None:
     check_settings(s)
     setup_logging(s)
     init_sentry(s)
+    from worker.runtime import get_runtime
+    from worker.status import log_if_full
+
+    log_if_full(get_runtime().redis)
 
 
 @worker_ready.connect
@@ -146,7 +150,7 @@ def _start_pump(**_: Any) -> None:
     if rt.settings.metrics_port:
         from worker.metrics import start_metrics_server
 
-        start_metrics_server(rt.settings.metrics_port, rt.redis, rt.settings.queue)
+        start_metrics_server(rt.settings.metrics_port, rt.redis, rt.settings.queue, rt.settings.access_key_id)
 
 
 @worker_shutdown.connect

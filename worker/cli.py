@@ -491,10 +491,16 @@ def dlq_show(entry_id: str, as_json: bool, show_numbers: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def dlq_stats(as_json: bool) -> None:
     """Total, counts by code and pool, and the age of the oldest entry."""
+    from worker.runtime import get_runtime
+    from worker.status import describe_holds, holds_in_force
+
     stats = mask_obj(_dead_letters().stats())
+    rt = get_runtime()
+    stats["holds"] = [h.as_dict() for h in holds_in_force(rt.redis, rt.settings.access_key_id)]
     if as_json:
         click.echo(json.dumps(stats, ensure_ascii=False, indent=2))
         return
+    out_console().print(describe_holds(stats["holds"]), highlight=False)
     out_console().print(f"total: {stats['total']}   oldest: {stats['oldest_age_s']} s")
     table = Table("code", "count", "account-level")
     from worker.errors import is_account_level
@@ -608,8 +614,9 @@ def dlq_watch(code: str | None, interval: float, count: int, show_numbers: bool)
         return
 
 
-# The trip lifecycle commands (``axb unbind``, ``axb extend``) live in their own module.
-from worker import cli_lifecycle  # noqa: E402, F401
+# The trip lifecycle commands (``axb unbind``, ``axb extend``) and ``axb status`` live in their
+# own modules.
+from worker import cli_lifecycle, cli_status  # noqa: E402, F401
 
 if __name__ == "__main__":  # pragma: no cover
     main()

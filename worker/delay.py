@@ -22,11 +22,13 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 import redis
 
 from worker import keys
+from worker.errors import RedisFullError
 from worker.store import now_ms
 
 log = logging.getLogger(__name__)
@@ -253,9 +255,16 @@ class Pump:
         return len(due)
 
     def _loop(self) -> None:
+        full_logged = 0.0
         while not self._stop.is_set():
             try:
                 moved = self.run_once()
+            except RedisFullError as err:  # nothing was written: wait for memory to be freed
+                if time.monotonic() - full_logged > 30:
+                    full_logged = time.monotonic()
+                    log.error("delay pump: %s; the worker waits and tries again every second", err)
+                self._stop.wait(1.0)
+                continue
             except Exception:  # Redis down, broker down: claims are recovered, try again
                 log.warning("delay pump: cycle failed; retrying", exc_info=True)
                 self._stop.wait(1.0)

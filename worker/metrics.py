@@ -44,11 +44,13 @@ LIMITER_WAIT = Histogram(
 
 
 class RedisCollector(Collector):
-    """Gauges read from Redis at scrape time: queue depth, delay queue, dead letters."""
+    """Gauges read from Redis at scrape time: queue depth, delay queue, dead letters, the holds
+    in force (worker/hold.py) and Redis memory."""
 
-    def __init__(self, client: Any, queue: str) -> None:
+    def __init__(self, client: Any, queue: str, account: str = "") -> None:
         self.client = client
         self.queue = queue
+        self.account = account
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         try:
@@ -78,12 +80,48 @@ class RedisCollector(Collector):
         yield GaugeMetricFamily(
             "axb_dead_letter_oldest_age_seconds", "Age of the oldest dead letter", value=age
         )
+        yield from self._holds_and_memory()
+
+    def _holds_and_memory(self) -> Iterator[GaugeMetricFamily]:
+        from worker.status import holds_in_force, redis_memory
+
+        try:
+            holds = holds_in_force(self.client, self.account)
+            held = self.client.zcard(keys.held(self.queue))
+            memory = redis_memory(self.client)
+        except Exception:
+            log.debug("metrics: Redis unavailable", exc_info=True)
+            return
+        on = GaugeMetricFamily(
+            "axb_hold",
+            "1 while the cluster holds its vendor calls (scope account or vendor; reason, code)",
+            labels=["scope", "reason", "code"],
+        )
+        since = GaugeMetricFamily(
+            "axb_hold_started_timestamp_seconds",
+            "When the hold in force started (Unix time)",
+            labels=["scope", "reason"],
+        )
+        for h in holds:
+            on.add_metric([h.scope, h.reason, h.code], 1)
+            since.add_metric([h.scope, h.reason], h.since_ms / 1000)
+        yield on
+        yield since
+        g = GaugeMetricFamily("axb_held_keys", "Keys waiting out the vendor hold", labels=["queue"])
+        g.add_metric([self.queue], held)
+        yield g
+        yield GaugeMetricFamily(
+            "axb_redis_memory_used_bytes", "Redis used_memory", value=memory["used_bytes"]
+        )
+        yield GaugeMetricFamily(
+            "axb_redis_memory_max_bytes", "Redis maxmemory (0: no limit)", value=memory["max_bytes"]
+        )
 
 
 _started: dict[str, Any] = {}
 
 
-def start_metrics_server(port: int, client: Any, queue: str) -> CollectorRegistry:
+def start_metrics_server(port: int, client: Any, queue: str, account: str = "") -> CollectorRegistry:
     """Serve /metrics on ``port`` (once per process)."""
     if "registry" in _started:
         registry: CollectorRegistry = _started["registry"]
@@ -95,7 +133,7 @@ def start_metrics_server(port: int, client: Any, queue: str) -> CollectorRegistr
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:
         registry = REGISTRY
-    registry.register(RedisCollector(client, queue))
+    registry.register(RedisCollector(client, queue, account))
     start_http_server(port, registry=registry)
     _started["registry"] = registry
     log.info("metrics on :%d/metrics", port)

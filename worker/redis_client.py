@@ -18,14 +18,23 @@ from redis.client import Pipeline
 from worker.errors import RedisFullError
 
 
+def translated(exc: redis.RedisError) -> redis.RedisError:
+    """The error to raise for ``exc``: :class:`RedisFullError` for a refusal by a full Redis.
+    (Also for the one place that reads replies off a raw connection, the pipelined creates of
+    :class:`worker.store.PendingCreates`.)"""
+    if isinstance(exc, redis.exceptions.OutOfMemoryError) and not isinstance(exc, RedisFullError):
+        full = RedisFullError(str(exc))
+        full.__cause__ = exc
+        return full
+    return exc
+
+
 class AxbPipeline(Pipeline):
     def execute(self, raise_on_error: bool = True) -> list[Any]:
         try:
             return super().execute(raise_on_error)
         except redis.exceptions.OutOfMemoryError as exc:
-            if isinstance(exc, RedisFullError):
-                raise
-            raise RedisFullError(str(exc)) from exc
+            raise translated(exc) from exc
 
 
 class AxbRedis(redis.Redis):
@@ -33,9 +42,7 @@ class AxbRedis(redis.Redis):
         try:
             return super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
         except redis.exceptions.OutOfMemoryError as exc:
-            if isinstance(exc, RedisFullError):
-                raise
-            raise RedisFullError(str(exc)) from exc
+            raise translated(exc) from exc
 
     def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> AxbPipeline:
         return AxbPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)

@@ -35,6 +35,7 @@ import redis
 
 from worker import keys
 from worker.hold import Hold
+from worker.redis_client import translated
 
 PENDING = "pending"
 RETRYING = "retrying"
@@ -549,7 +550,7 @@ class PendingCreates:
             if res is None or isinstance(res, redis.exceptions.NoScriptError):
                 res = self._store._create_many(keys=call.keys, args=call.args)
             elif isinstance(res, redis.ResponseError):
-                raise res
+                raise translated(res)
             _outcomes(call.rows, res, out)
         self._out = out
         return out

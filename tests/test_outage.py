@@ -121,7 +121,7 @@ def test_an_outage_holds_binds_without_spending_attempts_and_they_bind_when_the_
     results = [h.result(timeout=20) for h in handles]
     took_s = time.monotonic() - back
     assert all(r.ok for r in results), [r.code for r in results if not r.ok]
-    assert took_s < 5, took_s
+    assert took_s < 10, took_s  # a probe within 0.2 s, then 30 binds
     assert pipeline.holds.vendor() is None
     assert pipeline.holds.held_count(pipeline.settings.queue) == 0
     assert all(len(simulator.bindings_for(f"out-{i}")) == 1 for i in range(30))

@@ -491,8 +491,9 @@ def dlq_show(entry_id: str, as_json: bool, show_numbers: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def dlq_stats(as_json: bool) -> None:
     """Total, counts by code and pool, and the age of the oldest entry."""
+    from worker.hold import holds_in_force
     from worker.runtime import get_runtime
-    from worker.status import describe_holds, holds_in_force
+    from worker.status import describe_holds
 
     stats = mask_obj(_dead_letters().stats())
     rt = get_runtime()

@@ -116,6 +116,15 @@ class Hold:
         return out
 
 
+def holds_in_force(client: redis.Redis, account: str) -> list[Hold]:
+    """The holds in force for ``account``'s calls: the account's (``account refused``), then the
+    vendor's."""
+    pipe = client.pipeline(transaction=False)
+    pipe.get(keys.account_hold(account))
+    pipe.get(keys.VENDOR_HOLD)
+    return [h for h in (Hold.from_json(raw) for raw in pipe.execute()) if h is not None]
+
+
 class Holds:
     """The hold's state in Redis, for one process (its counts of answered calls are local until
     flushed)."""
@@ -141,11 +150,8 @@ class Holds:
 
     def current(self, account: str) -> Hold | None:
         """The hold in force for ``account``'s calls: the account's first, then the vendor's."""
-        pipe = self.r.pipeline(transaction=False)
-        pipe.get(keys.account_hold(account))
-        pipe.get(keys.VENDOR_HOLD)
-        acct, vendor = pipe.execute()
-        return Hold.from_json(acct) or Hold.from_json(vendor)
+        holds = holds_in_force(self.r, account)
+        return holds[0] if holds else None
 
     def held_count(self, queue: str) -> int:
         return int(self.r.zcard(keys.held(queue)))

@@ -83,7 +83,8 @@ class RedisCollector(Collector):
         yield from self._holds_and_memory()
 
     def _holds_and_memory(self) -> Iterator[GaugeMetricFamily]:
-        from worker.status import holds_in_force, redis_memory
+        from worker.hold import holds_in_force
+        from worker.status import redis_memory
 
         try:
             holds = holds_in_force(self.client, self.account)

@@ -13,7 +13,7 @@ import redis
 
 from worker import keys
 from worker.errors import RedisFullError
-from worker.hold import Hold
+from worker.hold import holds_in_force
 
 log = logging.getLogger("axb.status")
 
@@ -29,14 +29,6 @@ def redis_memory(client: redis.Redis) -> dict[str, Any]:
         "policy": str(info.get("maxmemory_policy", "")),
         "used_ratio": round(used / limit, 4) if limit else None,
     }
-
-
-def holds_in_force(client: redis.Redis, account: str) -> list[Hold]:
-    """The holds in force: the account's (``account refused``) and the vendor's."""
-    pipe = client.pipeline(transaction=False)
-    pipe.get(keys.account_hold(account))
-    pipe.get(keys.VENDOR_HOLD)
-    return [h for h in (Hold.from_json(raw) for raw in pipe.execute()) if h is not None]
 
 
 def cluster_status(client: redis.Redis, account: str, queue: str) -> dict[str, Any]:

@@ -88,6 +88,8 @@ INVALID_REQUEST = "axb.INVALID_REQUEST"
 CANCELLED = "axb.CANCELLED"  # a bind cancelled by an unbind before any request could bind
 UNKNOWN_KEY = "axb.UNKNOWN_KEY"  # an unbind / extend of a key with no bind record
 NOT_BOUND = "axb.NOT_BOUND"  # an extend of a binding that is not live (unbound, cancelled, expired, failed)
+CALLBACK_URL_REFUSED = "axb.CALLBACK_URL_REFUSED"  # not http(s), too long, or a private target
+CALLBACK_FAILED = "axb.CALLBACK_FAILED"  # a completion callback undelivered for AXB_CALLBACK_MAX_AGE_S
 
 ACCOUNT_LEVEL_PREFIXES = ("isv.ACCOUNT_", "isv.OUT_OF_SERVICE", "isv.PRODUCT_", "InvalidAccessKeyId.")
 

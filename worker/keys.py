@@ -36,7 +36,9 @@ def target_lease(key: str) -> str:
 # key to its Celery task (``axb.bind``, ``axb.unbind``, ``axb.extend``). Bind keys may not use them.
 UNBIND_PREFIX = "unbind:"
 EXTEND_PREFIX = "extend:"
-RESERVED_PREFIXES = (UNBIND_PREFIX, EXTEND_PREFIX)
+# Completion callback deliveries (worker.callbacks) are records too, routed to ``axb.callback``.
+CALLBACK_PREFIX = "callback:"
+RESERVED_PREFIXES = (UNBIND_PREFIX, EXTEND_PREFIX, CALLBACK_PREFIX)
 
 
 def unbind_op(key: str) -> str:
@@ -54,12 +56,26 @@ def extend_op(key: str, expiration_compact: str) -> str:
     return f"{EXTEND_PREFIX}{key}:{expiration_compact}"
 
 
+def callback_job(key: str, finished_ms: int) -> str:
+    """Key of the delivery of record ``key``'s completion callback for the moment it finished
+    (a replayed record that finishes again gets a new delivery)."""
+    return f"{CALLBACK_PREFIX}{key}@{finished_ms}"
+
+
+def done_channel(key: str) -> str:
+    """Pub/sub channel: the new status of record ``key`` (bind or operation) is published here
+    by the script that makes it terminal (succeeded, dead_lettered, cancelled)."""
+    return f"{PREFIX}:done:{key}"
+
+
 def action_of(key: str) -> str:
-    """``bind``, ``unbind`` or ``extend``: which task works on the record ``key``."""
+    """``bind``, ``unbind``, ``extend`` or ``callback``: which task works on the record ``key``."""
     if key.startswith(UNBIND_PREFIX):
         return "unbind"
     if key.startswith(EXTEND_PREFIX):
         return "extend"
+    if key.startswith(CALLBACK_PREFIX):
+        return "callback"
     return "bind"
 
 

@@ -12,6 +12,13 @@ or retrying cancels it if none of its requests can have bound (the bind ends ``c
 is never bound later, not even by enqueueing or replaying the same key), or else waits for it
 and unbinds what it made.
 
+Completion callbacks: ``callback_url=`` (http/https, a public address unless
+``AXB_CALLBACK_ALLOW_PRIVATE=true``; see :mod:`worker.callback_url`) asks the worker to POST the
+result there when the bind or operation ends; ``callback_numbers=True`` shows phone numbers in
+that body (masked otherwise). A refused URL raises :class:`~worker.errors.InvalidRequestError`
+naming ``CallbackUrl`` and ``axb.CALLBACK_URL_REFUSED``. Enqueueing the same request again with
+another URL is no conflict: the first URL stays.
+
 Idempotency: every bind has a key (the explicit ``idempotency_key``, else ``OutId``, else a
 hash of PoolKey, PhoneNoA, PhoneNoB and Expiration). Enqueueing a key again returns a handle
 to the same bind; it never makes a second vendor binding. Reusing a key for a *different*
@@ -28,6 +35,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeVar
 
 from worker import arg_checks, errors, keys
+from worker.callback_url import UrlChecker
 from worker.errors import AxbError, IdempotencyConflictError, InvalidRequestError
 from worker.masking import mask_obj, mask_text
 from worker.models import (
@@ -70,6 +78,10 @@ class BindResult:
     expires_at: int = 0
     unbound_at: int | None = None
     cancel_requested: str = ""
+    # The request as stored (vendor names: PoolKey, PhoneNoA, ...): unmasked.
+    request: dict[str, Any] = field(default_factory=dict, compare=False)
+    callback_url: str = ""
+    callback_numbers: bool = False
 
     @property
     def done(self) -> bool:
@@ -113,6 +125,9 @@ class BindResult:
             expires_at=rec.expires_at,
             unbound_at=rec.unbound_at,
             cancel_requested=rec.cancel_requested,
+            request=rec.request,
+            callback_url=rec.callback_url,
+            callback_numbers=rec.callback_numbers,
         )
 
     def as_dict(self, *, show_numbers: bool = False) -> dict[str, Any]:
@@ -214,7 +229,9 @@ def _derive_key(params: Mapping[str, Any], idempotency_key: str | None) -> str:
         raise InvalidRequestError.single(
             "IdempotencyKey",
             "isv.INVALID_PARAMETERS",
-            "must not start with " + " or ".join(keys.RESERVED_PREFIXES) + " (lifecycle operations' keys)",
+            "must not start with "
+            + " or ".join(keys.RESERVED_PREFIXES)
+            + " (lifecycle operations' and callbacks' keys)",
         )
     return key
 
@@ -236,11 +253,41 @@ class _Prepared(NamedTuple):
     row: dict[str, Any]
 
 
+def _callback_fields(check: UrlChecker, url: object, numbers: bool) -> dict[str, Any]:
+    """A row's callback fields (none without a URL); a refused URL raises."""
+    if url is None:
+        return {}
+    return {"callback_url": check(url), "callback_numbers": bool(numbers)}
+
+
+def _url_checker(rt: Runtime) -> UrlChecker:
+    return UrlChecker(allow_private=rt.settings.callback_allow_private)
+
+
+def _unpack(
+    item: BindItem, callback_url: str | None
+) -> tuple[BindAxbRequest | Mapping[str, Any], str | None, Any]:
+    """``request``, ``(request, key)`` or ``(request, key, callback_url)``."""
+    if not isinstance(item, tuple):
+        return item, None, callback_url
+    if len(item) == 3:
+        return item[0], item[1], item[2] if item[2] is not None else callback_url
+    if len(item) == 2:
+        return item[0], item[1], callback_url
+    raise InvalidRequestError.single(
+        "item",
+        arg_checks.INVALID,
+        "must be a request, a (request, idempotency_key) pair or a (request, idempotency_key,"
+        " callback_url) triple",
+    )
+
+
 def _prepare(
     item: BindAxbRequest | Mapping[str, Any],
     idempotency_key: str | None,
     deadline: datetime | None,
     rt: Runtime,
+    callback: dict[str, Any] | None = None,
 ) -> _Prepared:
     arg_checks.text("idempotency_key", idempotency_key)
     # The fast path accepts exactly what parse_bind_request accepts, with the same result; for
@@ -270,6 +317,8 @@ def _prepare(
         "expires_at": expires_ms,
         "ttl_s": ttl_s,
     }
+    if callback:
+        row.update(callback)
     return _Prepared(key, row)
 
 
@@ -303,20 +352,25 @@ def enqueue_bind(
     *,
     idempotency_key: str | None = None,
     deadline: datetime | None = None,
+    callback_url: str | None = None,
+    callback_numbers: bool = False,
     **fields: Any,
 ) -> BindHandle:
     """Validate and enqueue one bind; returns a :class:`BindHandle`.
 
     ``request`` is a :class:`BindAxbRequest` or a mapping with API names (``PhoneNoA``) or
     field names (``phone_no_a``); keyword fields work too. ``deadline`` (aware datetime)
-    stops retries earlier than the binding's own Expiration. A wrong type for any argument
-    raises :class:`InvalidRequestError` naming it.
+    stops retries earlier than the binding's own Expiration. ``callback_url``: POST the result
+    there when the bind ends (numbers masked unless ``callback_numbers``). A wrong type for any
+    argument raises :class:`InvalidRequestError` naming it.
     """
     arg_checks.text("idempotency_key", idempotency_key)
     arg_checks.deadline(deadline)
     rt = get_runtime()
     item: BindAxbRequest | Mapping[str, Any] = request if request is not None else fields
     prepared = _prepare(item, idempotency_key, deadline, rt)
+    if callback_url is not None:
+        prepared.row.update(_callback_fields(_url_checker(rt), callback_url, callback_numbers))
     result = _commit(rt, [prepared])[0]
     if isinstance(result, IdempotencyConflictError):
         raise result
@@ -356,7 +410,12 @@ class PartialEnqueueError(AxbError):
         )
 
 
-BindItem = BindAxbRequest | Mapping[str, Any] | tuple[BindAxbRequest | Mapping[str, Any], str | None]
+BindItem = (
+    BindAxbRequest
+    | Mapping[str, Any]
+    | tuple[BindAxbRequest | Mapping[str, Any], str | None]
+    | tuple[BindAxbRequest | Mapping[str, Any], str | None, str | None]
+)
 
 
 def enqueue_binds(
@@ -364,12 +423,16 @@ def enqueue_binds(
     *,
     deadline: datetime | None = None,
     chunk: int = 1000,
+    callback_url: str | None = None,
+    callback_numbers: bool = False,
 ) -> BulkResult:
     """Validate and enqueue many binds with pipelined round trips.
 
-    Items are requests, or ``(request, idempotency_key)`` pairs. Invalid items (a wrong type
-    included) are reported in ``rejected`` with their index and error; they never stop the
-    others. ``result.indices`` tells which item each handle is for.
+    Items are requests, ``(request, idempotency_key)`` pairs or ``(request, idempotency_key,
+    callback_url)`` triples (the key may be None; the item's URL overrides ``callback_url``).
+    Invalid items (a wrong type or a refused callback URL included) are reported in
+    ``rejected`` with their index and error; they never stop the others. ``result.indices``
+    tells which item each handle is for.
 
     Items are committed chunk by chunk as the iterable is read. If the call stops part-way
     for any other reason (the iterable raises, Redis fails) after a chunk was committed, it
@@ -381,6 +444,7 @@ def enqueue_binds(
     arg_checks.deadline(deadline)
     arg_checks.positive_int("chunk", chunk)
     rt = get_runtime()
+    check = _url_checker(rt)
     out = BulkResult()
     batch: list[_Prepared] = []
     batch_index: list[int] = []
@@ -396,8 +460,8 @@ def enqueue_binds(
     try:
         for i, item in enumerate(items):
             try:
-                req, key = _split_item(item)
-                batch.append(_prepare(req, key, deadline, rt))
+                req, key, url = _unpack(item, callback_url)
+                batch.append(_prepare(req, key, deadline, rt, _callback_fields(check, url, callback_numbers)))
                 batch_index.append(i)
             except AxbError as err:
                 out.rejected.append((i, err))
@@ -410,17 +474,6 @@ def enqueue_binds(
             raise  # nothing committed: the error says it all
         raise PartialEnqueueError(out, list(sending), exc) from exc
     return out
-
-
-def _split_item(item: Any) -> tuple[Any, Any]:
-    """A bulk item: a request, or a ``(request, idempotency_key)`` pair."""
-    if not isinstance(item, tuple):
-        return item, None
-    if len(item) != 2:
-        raise InvalidRequestError.single(
-            "item", arg_checks.INVALID, "must be a request or a (request, idempotency_key) pair"
-        )
-    return item[0], item[1]
 
 
 def _collect(
@@ -443,16 +496,24 @@ class PreparedBinds:
     rejected: list[tuple[int, AxbError]] = field(default_factory=list)
 
 
-def prepare_binds(items: Iterable[BindItem], *, deadline: datetime | None = None) -> PreparedBinds:
+def prepare_binds(
+    items: Iterable[BindItem],
+    *,
+    deadline: datetime | None = None,
+    callback_url: str | None = None,
+    callback_numbers: bool = False,
+) -> PreparedBinds:
     """The first half of :func:`enqueue_binds` for one batch: validation, keys and fingerprints.
     Touches no Redis, so a caller may prepare the next batch while the last one is committed."""
     arg_checks.deadline(deadline)
     rt = get_runtime()
+    check = _url_checker(rt)
     out = PreparedBinds()
     for i, item in enumerate(items):
         try:
-            req, key = _split_item(item)
-            out.prepared.append(_prepare(req, key, deadline, rt))
+            req, key, url = _unpack(item, callback_url)
+            callback = _callback_fields(check, url, callback_numbers)
+            out.prepared.append(_prepare(req, key, deadline, rt, callback))
             out.index.append(i)
         except AxbError as err:
             out.rejected.append((i, err))
@@ -539,6 +600,8 @@ class LifecycleResult:
     subs_id: str = ""
     secret_no: str = ""
     expiration: str = ""
+    callback_url: str = ""
+    callback_numbers: bool = False
 
     @property
     def done(self) -> bool:
@@ -574,6 +637,8 @@ class LifecycleResult:
             subs_id=str(res.get("SubsId") or req.get("SubsId") or ""),
             secret_no=str(res.get("SecretNo") or req.get("SecretNo") or ""),
             expiration=str(res.get("Expiration") or req.get("Expiration") or ""),
+            callback_url=rec.callback_url,
+            callback_numbers=rec.callback_numbers,
         )
 
     def as_dict(self, *, show_numbers: bool = False) -> dict[str, Any]:
@@ -763,9 +828,12 @@ def enqueue_unbind(
     subs_id: str | None = None,
     pool_key: str | None = None,
     secret_no: str | None = None,
+    callback_url: str | None = None,
+    callback_numbers: bool = False,
 ) -> LifecycleHandle:
     """Release a binding (trip ended): by the bind's idempotency ``key`` (its stored SubsId and
-    SecretNo are used), or by ``subs_id`` + ``pool_key`` + ``secret_no``.
+    SecretNo are used), or by ``subs_id`` + ``pool_key`` + ``secret_no``. ``callback_url``: POST
+    the result there when the unbind ends (numbers masked unless ``callback_numbers``).
 
     Idempotent: unbinding a key twice returns the same operation and calls the vendor once; an
     unbind of a binding already gone succeeds. An unbind that arrives while the bind is still
@@ -781,20 +849,30 @@ def enqueue_unbind(
     rt = get_runtime()
     rec = rt.store.get(key.strip()) if key else None
     row = _prepare_unbind(rt, key, rec, subs_id=subs_id, pool_key=pool_key, secret_no=secret_no)
+    row.update(_callback_fields(_url_checker(rt), callback_url, callback_numbers))
     return _commit_ops(rt, [row])[0]
 
 
-def enqueue_extend(key: str, expiration: str | datetime) -> LifecycleHandle:
+def enqueue_extend(
+    key: str,
+    expiration: str | datetime,
+    *,
+    callback_url: str | None = None,
+    callback_numbers: bool = False,
+) -> LifecycleHandle:
     """Move bind ``key``'s Expiration (trip runs late): ``yyyy-MM-dd HH:mm:ss`` (UTC+8) or an aware
     datetime, more than a minute from now. Waits for a pending bind; the stored result's TTL
     follows the new Expiration. Asking twice for the same Expiration is one operation; of
-    several extends of a key the latest asked for wins. A wrong type of an argument raises
-    :class:`InvalidRequestError` naming it."""
+    several extends of a key the latest asked for wins. ``callback_url``: POST the result there
+    when the extend ends (numbers masked unless ``callback_numbers``). A wrong type of an
+    argument raises :class:`InvalidRequestError` naming it."""
     arg_checks.text("key", key, optional=False)
     arg_checks.expiration(expiration)
     rt = get_runtime()
     rec = rt.store.get(key.strip()) if key else None
-    return _commit_ops(rt, [_prepare_extend(rt, key, rec, expiration)])[0]
+    row = _prepare_extend(rt, key, rec, expiration)
+    row.update(_callback_fields(_url_checker(rt), callback_url, callback_numbers))
+    return _commit_ops(rt, [row])[0]
 
 
 @dataclass

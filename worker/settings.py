@@ -80,6 +80,19 @@ class Settings(BaseSettings):
     worker_pool: Literal["threads", "prefork", "solo", "gevent", "eventlet"] = "threads"
     worker_concurrency: int = Field(default=32, ge=1)
 
+    # --- completion callbacks (worker.callbacks) -----------------------------------------------
+    # Signs every callback POST (X-Axb-Signature); never logged.
+    callback_secret: SecretStr = SecretStr("")
+    # Lets callback URLs point at loopback, link-local and private addresses (tests, on-prem).
+    callback_allow_private: bool = False
+    # A delivery that keeps failing is retried for this long, then dead-lettered.
+    callback_max_age_s: float = Field(default=86_400.0, gt=0)
+    callback_timeout_s: float = Field(default=5.0, gt=0)
+    callback_backoff_initial_s: float = Field(default=1.0, gt=0)
+    callback_backoff_max_s: float = Field(default=600.0, gt=0)
+    # Worker slots (per process) that deliveries may take at once; the rest stay for binds.
+    callback_concurrency: int = Field(default=4, ge=1)
+
     # --- observability -----------------------------------------------------------------------
     sentry_dsn: SecretStr | None = None
     sentry_environment: str = "production"

@@ -29,6 +29,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any, NamedTuple
 
 import redis
@@ -50,9 +51,15 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+# Prepended to every script that makes a record terminal: ``axb_finished`` publishes the new
+# status on the record's done channel and schedules its completion callback (worker/finished.lua).
+_FINISHED = resources.files("worker").joinpath("finished.lua").read_text(encoding="utf-8")
+
+
 # Create many bind records in one call (a backfill's chunk).
 # KEYS: watch, then one record per row. ARGV: 1 now, 2 watch-due, 3 action, 4 the rows as JSON,
-#       [[key, task_id, request, fingerprint, pool, deadline, expires_at, ttl_s], ...] (all text).
+#       [[key, task_id, request, fingerprint, pool, deadline, expires_at, ttl_s
+#         (, callback_url, callback_numbers)], ...] (all text).
 # Returns {flags, ...}: one character per row, '1' created or '0' already there; for each '0', in
 # row order, its fingerprint, status and published flag follow. A key twice in one call is
 # created by the first row and reported by the second.
@@ -72,6 +79,7 @@ for i, row in ipairs(rows) do
       'fingerprint', row[4], 'pool', row[5], 'created_at', ARGV[1], 'updated_at', ARGV[1],
       'deadline', row[6], 'expires_at', row[7], 'status', 'pending', 'attempts', 0,
       'published', 0, 'action', ARGV[3])
+    if row[9] then redis.call('HSET', rec, 'callback_url', row[9], 'callback_numbers', row[10]) end
     redis.call('EXPIRE', rec, tonumber(row[8]))
     watch[#watch + 1] = ARGV[2]
     watch[#watch + 1] = row[1]
@@ -97,12 +105,14 @@ end
 return #KEYS
 """
 
-# KEYS: record, history, delayed, watch, account hold, vendor hold, vendor probe lock.
-# ARGV: signed-json, now, check the holds (0/1), probe token ('' : not the probe).
+# KEYS: record, history, delayed, watch, account hold, vendor hold, vendor probe lock, +finish.
+# ARGV: signed-json, now, check the holds (0/1), probe token ('' : not the probe), +finish.
 # Returns the attempt number, -1 (terminal: do not call), -2 (cancelled now: do not call),
 # -3 (calls are on hold, for the account or the vendor, and this delivery is not the vendor
-# hold's probe: do not call; nothing written).
-_BEGIN_ATTEMPT = """
+# hold's probe: do not call; nothing written). (+finish: see worker/finished.lua.)
+_BEGIN_ATTEMPT = (
+    _FINISHED
+    + """
 local r = redis.call('HMGET', KEYS[1], 'status', 'cancel_requested', 'inflight', 'key')
 local st = r[1]
 if not st or st == 'succeeded' or st == 'dead_lettered' or st == 'cancelled' then return -1 end
@@ -119,6 +129,7 @@ if r[2] and r[2] ~= '' and (not r[3] or r[3] == '') then
     'updated_at', ARGV[2])
   redis.call('ZREM', KEYS[3], r[4])
   redis.call('ZREM', KEYS[4], r[4])
+  axb_finished(KEYS[1], 'cancelled', KEYS[3], KEYS[4], ARGV[2])
   return -2
 end
 if ARGV[1] ~= '' then
@@ -128,6 +139,7 @@ redis.call('HSETNX', KEYS[1], 'first_attempt_at', ARGV[2])
 redis.call('HSET', KEYS[1], 'last_attempt_at', ARGV[2], 'updated_at', ARGV[2])
 return redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 """
+)
 
 # Undo a begin whose call did not go out after all (no rate-limit slot): the attempt is not
 # counted, and a first attempt's request is forgotten (a re-sent one stays: its fate is unknown).
@@ -140,9 +152,11 @@ if ARGV[1] == '1' then redis.call('HDEL', KEYS[1], 'first_attempt_at') end
 return 1
 """
 
-# KEYS: record, delayed, watch. ARGV: by (the unbind's key), now.
+# KEYS: record, delayed, watch, +finish. ARGV: by (the unbind's key), now, +finish.
 # 1 cancelled now; 0 already terminal; 2 a request is in flight (wait); -1 no record.
-_TRY_CANCEL = """
+_TRY_CANCEL = (
+    _FINISHED
+    + """
 local r = redis.call('HMGET', KEYS[1], 'status', 'inflight', 'key')
 local st = r[1]
 if not st then return -1 end
@@ -154,8 +168,10 @@ redis.call('HSET', KEYS[1], 'status', 'cancelled', 'code', 'axb.CANCELLED',
   'updated_at', ARGV[2])
 redis.call('ZREM', KEYS[2], r[3])
 redis.call('ZREM', KEYS[3], r[3])
+axb_finished(KEYS[1], 'cancelled', KEYS[2], KEYS[3], ARGV[2])
 return 1
 """
+)
 
 # The start of a delivery, in one round trip. KEYS: record, lease, delayed, account hold,
 # vendor hold. ARGV: key, lease token, lease ms, now ms.
@@ -179,9 +195,11 @@ local starts = redis.call('HINCRBY', KEYS[1], 'starts', 1)
 return {4, h, starts, redis.call('GET', KEYS[4]) or redis.call('GET', KEYS[5])}
 """
 
-# KEYS: record, history, delayed, watch, lease. ARGV: result-json, request_id, now,
-#       expire-at-seconds, hist-json, lease token ('' : keep the lease and the start count)
-_SUCCEED = """
+# KEYS: record, history, delayed, watch, lease, +finish. ARGV: result-json, request_id, now,
+#       expire-at-seconds, hist-json, lease token ('' : keep the lease and the start count), +finish
+_SUCCEED = (
+    _FINISHED
+    + """
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return -1 end
 -- 'cancelled' is not refused: a binding that was made is always recorded (never orphaned).
@@ -200,8 +218,10 @@ if ARGV[6] ~= '' then
   redis.call('HSET', KEYS[1], 'starts', 0)
   if redis.call('GET', KEYS[5]) == ARGV[6] then redis.call('DEL', KEYS[5]) end
 end
+axb_finished(KEYS[1], 'succeeded', KEYS[3], KEYS[4], ARGV[3])
 return 1
 """
+)
 
 # KEYS: record, history, delayed. ARGV: status, due-ms, code, message, request_id, http, now,
 #       keep-inflight(0/1), hist-json, throttled(0/1), outage(0/1: the attempt failed on the
@@ -223,9 +243,11 @@ redis.call('ZADD', KEYS[3], tonumber(ARGV[2]), redis.call('HGET', KEYS[1], 'key'
 return 1
 """
 
-# KEYS: record, history, delayed, dlq, watch. ARGV: code, message, request_id, http, now, hist-json,
-#       extra-json
-_DEAD_LETTER = """
+# KEYS: record, history, delayed, dlq, watch, +finish. ARGV: code, message, request_id, http, now,
+#       hist-json, extra-json, +finish
+_DEAD_LETTER = (
+    _FINISHED
+    + """
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return -1 end
 if st == 'succeeded' or st == 'dead_lettered' or st == 'cancelled' then return 0 end
@@ -244,13 +266,16 @@ redis.call('HSET', KEYS[1], 'status', 'dead_lettered', 'code', ARGV[1], 'message
   'updated_at', ARGV[5], 'dlq_id', id)
 redis.call('ZREM', KEYS[3], r[1])
 redis.call('ZREM', KEYS[5], r[1])
+axb_finished(KEYS[1], 'dead_lettered', KEYS[3], KEYS[5], ARGV[5])
 return id
 """
+)
 
 # Create a lifecycle operation (unbind / extend) and mark its bind, in one step.
 # KEYS: op record, watch, target (bind) record.
 # ARGV: 1 key, 2 task_id, 3 request, 4 fingerprint, 5 pool, 6 now, 7 deadline, 8 expires_at,
-#       9 ttl_s, 10 action, 11 watch-due, 12 target key ('' if none)
+#       9 ttl_s, 10 action, 11 watch-due, 12 target key ('' if none), 13 callback_url ('' if none),
+#       14 callback_numbers
 # Returns {created(0/1/2 = re-armed), fingerprint, status, published, seq}.
 _CREATE_OP = """
 local target = ARGV[12]
@@ -285,17 +310,20 @@ redis.call('HSET', KEYS[1], 'key', ARGV[1], 'task_id', ARGV[2], 'request', ARGV[
   'fingerprint', ARGV[4], 'pool', ARGV[5], 'created_at', ARGV[6], 'updated_at', ARGV[6],
   'deadline', ARGV[7], 'expires_at', ARGV[8], 'status', 'pending', 'attempts', 0,
   'published', 0, 'action', ARGV[10], 'target', target, 'seq', seq)
+if ARGV[13] ~= '' then redis.call('HSET', KEYS[1], 'callback_url', ARGV[13], 'callback_numbers', ARGV[14]) end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[9]))
 redis.call('ZADD', KEYS[2], tonumber(ARGV[11]), ARGV[1])
 return {1, ARGV[4], 'pending', '0', tostring(seq)}
 """
 
 # An operation succeeded (or had nothing to do); its effect on the bind, in the same step.
-# KEYS: op record, op history, delayed, watch, target record, target history.
+# KEYS: op record, op history, delayed, watch, target record, target history, +finish.
 # ARGV: 1 result-json, 2 request_id, 3 now, 4 op expire-at s, 5 hist-json, 6 code, 7 message,
 #       8 effect ('' | 'unbound' | 'extended'), 9 target expires_at ms, 10 target expire-at s,
-#       11 expiration text
-_OP_SUCCEED = """
+#       11 expiration text, +finish
+_OP_SUCCEED = (
+    _FINISHED
+    + """
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return -1 end
 if st == 'succeeded' or st == 'dead_lettered' or st == 'cancelled' then return 0 end
@@ -319,8 +347,10 @@ if ARGV[8] ~= '' and redis.call('EXISTS', KEYS[5]) == 1 then
     if redis.call('EXISTS', KEYS[6]) == 1 then redis.call('EXPIREAT', KEYS[6], tonumber(ARGV[10])) end
   end
 end
+axb_finished(KEYS[1], 'succeeded', KEYS[3], KEYS[4], ARGV[3])
 return 1
 """
+)
 
 # KEYS: the scope's park line. ARGV: now ms, earliest ms, step ms, count.
 # Returns when the first of ``count`` keys is due; the line then ends ``count`` steps later.
@@ -385,6 +415,9 @@ class BindRecord:
     # lifecycle: on operation records (the bind they act on, the order of extends)
     target: str = ""
     seq: int = 0
+    # completion callback (worker.callbacks), set at creation
+    callback_url: str = ""
+    callback_numbers: bool = False
 
     @property
     def terminal(self) -> bool:
@@ -439,6 +472,8 @@ class BindRecord:
             extend_seq=int(data.get("extend_seq") or 0),
             target=data.get("target", ""),
             seq=int(data.get("seq") or 0),
+            callback_url=data.get("callback_url", ""),
+            callback_numbers=data.get("callback_numbers") == "1",
         )
 
 
@@ -587,6 +622,10 @@ class BindStore:
     CREATE_BATCH = 500
     MARK_BATCH = 2000
 
+    # The record of a completion callback's delivery lives this long at first (worker.callbacks
+    # keeps it longer while it retries).
+    CALLBACK_TTL_S = 3 * 86_400
+
     def __init__(self, client: redis.Redis, queue: str = "axb.bind", watch_s: float = 60.0) -> None:
         self.r = client
         self.queue = queue
@@ -606,6 +645,15 @@ class BindStore:
         self._create_op = client.register_script(_CREATE_OP)
         self._try_cancel = client.register_script(_TRY_CANCEL)
         self._op_succeed = client.register_script(_OP_SUCCEED)
+
+    # --- the tail of every script that makes a record terminal (worker/finished.lua) ----------
+
+    @staticmethod
+    def _finish_keys(key: str, ts: int) -> list[str]:
+        return [keys.bind_record(keys.callback_job(key, ts))]
+
+    def _finish_args(self, key: str, ts: int) -> list[Any]:
+        return [keys.done_channel(key), keys.callback_job(key, ts), ts + self.watch_ms, self.CALLBACK_TTL_S]
 
     # --- producer side -----------------------------------------------------------------------
 
@@ -633,6 +681,7 @@ class BindStore:
                         str(row["deadline"]),
                         str(row["expires_at"]),
                         str(row["ttl_s"]),
+                        *_callback_fields(row),
                     ]
                     for row in part
                 ]
@@ -675,7 +724,11 @@ class BindStore:
                     self.watch_key,
                     keys.bind_record(target) if target else keys.bind_record(row["key"]),
                 ],
-                args=[*self._create_args(row, ts, row["action"]), target],
+                args=[
+                    *self._create_args(row, ts, row["action"]),
+                    target,
+                    *(_callback_fields(row) or ["", "0"]),
+                ],
                 client=pipe,
             )
         out = []
@@ -811,6 +864,7 @@ class BindStore:
         With ``account``: -3 if calls are on hold (that account's, or the vendor's unless this
         delivery holds the probe lock with ``probe_token``; see :mod:`worker.hold`).
         With ``client`` (a pipeline) the command is only queued on it."""
+        ts = now_ms()
         res = self._begin(
             keys=[
                 keys.bind_record(key),
@@ -820,8 +874,15 @@ class BindStore:
                 keys.account_hold(account),
                 keys.VENDOR_HOLD,
                 keys.VENDOR_PROBE,
+                *self._finish_keys(key, ts),
             ],
-            args=[json.dumps(signed) if signed else "", now_ms(), 1 if account else 0, probe_token],
+            args=[
+                json.dumps(signed) if signed else "",
+                ts,
+                1 if account else 0,
+                probe_token,
+                *self._finish_args(key, ts),
+            ],
             client=client,
         )
         return res if client is not None else int(res)
@@ -835,9 +896,11 @@ class BindStore:
 
         1: cancelled now; 0: already finished; 2: a request is in flight (wait for the bind);
         -1: no record."""
+        ts = now_ms()
         return int(
             self._try_cancel(
-                keys=[keys.bind_record(key), self.delayed_key, self.watch_key], args=[by, now_ms()]
+                keys=[keys.bind_record(key), self.delayed_key, self.watch_key, *self._finish_keys(key, ts)],
+                args=[by, ts, *self._finish_args(key, ts)],
             )
         )
 
@@ -860,6 +923,7 @@ class BindStore:
         """Mark operation ``key`` succeeded and apply its ``effect`` on bind ``target``
         (``unbound``, or ``extended`` to ``target_expires_ms`` with the record's TTL following)."""
         tkey = target or key
+        ts = now_ms()
         return int(
             self._op_succeed(
                 keys=[
@@ -869,11 +933,12 @@ class BindStore:
                     self.watch_key,
                     keys.bind_record(tkey),
                     keys.bind_history(tkey),
+                    *self._finish_keys(key, ts),
                 ],
                 args=[
                     json.dumps(result, ensure_ascii=False),
                     request_id,
-                    now_ms(),
+                    ts,
                     expire_at_s,
                     _hist(hist),
                     code,
@@ -882,6 +947,7 @@ class BindStore:
                     target_expires_ms,
                     target_expire_at_s,
                     expiration,
+                    *self._finish_args(key, ts),
                 ],
             )
         )
@@ -898,6 +964,7 @@ class BindStore:
     ) -> int:
         """Mark ``key`` succeeded. With ``lease_token``, also end the delivery in the same step
         (what :meth:`note_finish` and :meth:`release_lease` would do)."""
+        ts = now_ms()
         return int(
             self._succeed(
                 keys=[
@@ -906,8 +973,17 @@ class BindStore:
                     self.delayed_key,
                     self.watch_key,
                     keys.bind_lease(key),
+                    *self._finish_keys(key, ts),
                 ],
-                args=[json.dumps(result), request_id, now_ms(), expire_at_s, _hist(hist), lease_token],
+                args=[
+                    json.dumps(result),
+                    request_id,
+                    ts,
+                    expire_at_s,
+                    _hist(hist),
+                    lease_token,
+                    *self._finish_args(key, ts),
+                ],
             )
         )
 
@@ -957,6 +1033,7 @@ class BindStore:
         extra: dict[str, Any] | None = None,
     ) -> str | None:
         """Move ``key`` to the dead letters; returns the stream id (None if already terminal)."""
+        ts = now_ms()
         res = self._dead(
             keys=[
                 keys.bind_record(key),
@@ -964,15 +1041,17 @@ class BindStore:
                 self.delayed_key,
                 keys.DEAD_LETTERS,
                 self.watch_key,
+                *self._finish_keys(key, ts),
             ],
             args=[
                 code,
                 message,
                 request_id,
                 "" if http_status is None else http_status,
-                now_ms(),
+                ts,
                 _hist(hist),
                 json.dumps(extra or {}),
+                *self._finish_args(key, ts),
             ],
         )
         if isinstance(res, bytes | str):
@@ -982,6 +1061,12 @@ class BindStore:
     def delayed_due_at(self, key: str) -> float | None:
         score = self.r.zscore(self.delayed_key, key)
         return float(score) if score is not None else None
+
+
+def _callback_fields(row: dict[str, Any]) -> list[str]:
+    """A row's ``callback_url`` and ``callback_numbers`` ('1'/'0') as stored; none without a URL."""
+    url = row.get("callback_url")
+    return [url, "1" if row.get("callback_numbers") else "0"] if url else []
 
 
 def _hist(h: dict[str, Any] | None) -> str:

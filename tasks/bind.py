@@ -10,9 +10,9 @@ from typing import Any
 from celery import Task
 from celery.exceptions import Reject, SoftTimeLimitExceeded
 
-from worker import errors, keys
+from worker import errors
 from worker.celery_app import app
-from worker.masking import mask_text
+from worker.deadletters import dead_letter_raw
 from worker.pipeline import run_bind, run_bind_many
 from worker.runtime import get_runtime
 
@@ -58,18 +58,13 @@ def bind_many(self: Task, key_list: Any = None, *args: Any, **kwargs: Any) -> di
 
 def _malformed(rt: Any, self: Task, action: str, raw: Any, what: str) -> None:
     """Not a message we wrote: keep it for on-call instead of crashing or dropping it."""
-    rt.redis.xadd(
-        keys.DEAD_LETTERS,
-        {
-            "key": "",
-            "task_id": str(self.request.id or ""),
-            "code": errors.MALFORMED_MESSAGE,
-            "message": f"{action} message {what}",
-            "request": "",
-            "attempts": "0",
-            "action": action,
-            "raw": mask_text(repr(raw))[:2000],
-        },
+    dead_letter_raw(
+        rt.redis,
+        raw=repr(raw),
+        reason=f"{action} message {what}",
+        queue=str((self.request.delivery_info or {}).get("routing_key") or ""),
+        task_id=str(self.request.id or ""),
+        action=action,
     )
 
 

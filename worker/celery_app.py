@@ -11,6 +11,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import celeryd_init, worker_ready, worker_shutdown, worker_shutting_down
 
+from worker.intake import install as install_intake
 from worker.settings import Settings, get_settings
 
 
@@ -110,6 +111,9 @@ def create_app(settings: Settings | None = None) -> Celery:
 
 
 app = create_app()
+# Every Redis broker connection checks each queue item before kombu and Celery parse it (junk is
+# dead-lettered, the worker goes on): see worker/intake.py, which also says how it is selected.
+install_intake(app)
 
 
 def configure(settings: Settings) -> None:

@@ -255,7 +255,9 @@ def worker(
         "--without-gossip",
         *celery_args,
     ]
-    app.worker_main(argv)
+    # app.worker_main() drops the exit status (0 even after "Unrecoverable error"); app.start()
+    # returns it, so that a supervisor restarting on failure sees the failure.
+    sys.exit(app.start(argv) or 0)
 
 
 # --- axb enqueue / result ---------------------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 
-from worker import keys
+from worker import errors, keys
 from worker.errors import AxbError
 from worker.masking import mask_obj, mask_text
 
@@ -106,6 +106,38 @@ class DeadLetter:
             return int(parse_bind_request(self.request, check_future=False).expiration.timestamp() * 1000)
         except ValueError:
             return int(time.time() * 1000)
+
+
+# --- queue items that could not be run -------------------------------------------------------------
+
+RAW_KEEP_CHARS = 2048  # what an entry keeps of the item, after masking
+
+
+def dead_letter_raw(
+    client: redis.Redis, *, raw: str, reason: str, queue: str = "", task_id: str = "", action: str = "message"
+) -> str:
+    """Keep a queue item that could not be run, as one ``axb.MALFORMED_MESSAGE`` entry; its id.
+
+    ``raw`` is masked, then capped to :data:`RAW_KEEP_CHARS` (masking first, so that no number is
+    cut in two and left readable). The entry has no key or request: there is nothing to replay.
+    """
+    return _s(
+        client.xadd(
+            keys.DEAD_LETTERS,
+            {
+                "key": "",
+                "task_id": task_id,
+                "code": errors.MALFORMED_MESSAGE,
+                "message": mask_text(reason)[:500],
+                "request": "",
+                "attempts": "0",
+                "action": action,
+                "queue": queue,
+                "raw": mask_text(raw[: RAW_KEEP_CHARS + 64])[:RAW_KEEP_CHARS],
+                "dead_lettered_at": int(time.time() * 1000),
+            },
+        )
+    )
 
 
 # --- operations: stats, replay, purge --------------------------------------------------------------
@@ -302,8 +334,9 @@ class DeadLetters:
         script = self.r.register_script(_REPLAY)
         interval = 1.0 / rate_qps if rate_qps > 0 else 0.0
         for dl in entries:
-            if not dl.key or not dl.request:
-                report.skipped.append((dl.id, "no key or request to replay (malformed message)"))
+            if dl.code == errors.MALFORMED_MESSAGE or not dl.key or not dl.request:
+                why = "a queue item that could not be run; nothing to replay (see `axb dlq show`)"
+                report.skipped.append((dl.id, f"{dl.code}: {why}"))
                 continue
             if dl.code in NEEDS_FORCE and not force:
                 report.skipped.append((dl.id, f"{dl.code}: reconcile first, then replay with --force"))

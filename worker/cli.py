@@ -233,7 +233,7 @@ def worker(
     pool_type: str | None, concurrency: int | None, loglevel: str | None, celery_args: tuple[str, ...]
 ) -> None:
     """Start a Celery worker with the project's defaults (extra args go to Celery)."""
-    from worker.celery_app import app, check_settings
+    from worker.celery_app import check_settings
     from worker.logs import setup_logging
     from worker.settings import get_settings
 
@@ -255,9 +255,12 @@ def worker(
         "--without-gossip",
         *celery_args,
     ]
-    # app.worker_main() drops the exit status (0 even after "Unrecoverable error"); app.start()
-    # returns it, so that a supervisor restarting on failure sees the failure.
-    sys.exit(app.start(argv) or 0)
+    # app.worker_main() drops the exit status of Celery's command (0 even after "Unrecoverable
+    # error"); run the command ourselves and exit with it, so that a supervisor restarting on
+    # failure sees the failure.
+    from celery.bin.celery import celery as celery_command
+
+    sys.exit(celery_command.main(args=["--app=worker.celery_app:app", *argv], standalone_mode=False) or 0)
 
 
 # --- axb enqueue / result ---------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -313,3 +314,19 @@ def test_an_item_the_consumer_still_fails_on_after_the_checks_is_dead_lettered_a
     entries = DeadLetters(redis_client).entries()
     assert [e.code for e in entries] == [errors.MALFORMED_MESSAGE]
     assert "refused by the consumer: ZeroDivisionError: a consumer bug" in entries[0].message
+
+
+def test_every_long_running_compose_service_restarts_and_the_one_shot_backfill_does_not() -> None:
+    """docker-compose.yml: a worker that exits on an error comes back; so do Redis, the simulator,
+    Flower and any service added later. The backfill runs once."""
+    text = (ROOT / "docker-compose.yml").read_text()
+    services_block = text.split("\nservices:\n", 1)[1].split("\nvolumes:", 1)[0]
+    blocks = re.split(r"\n(?=  [a-z][\w-]*:\n)", "\n" + services_block)
+    restart = {}
+    for block in filter(str.strip, blocks):
+        name = block.strip().split(":", 1)[0]
+        found = re.search(r"^    restart: *(\S+)", block, re.MULTILINE)
+        restart[name] = found.group(1).strip("\"'") if found else None
+    assert {"redis", "simulator", "worker", "flower", "backfill"} <= set(restart)
+    assert restart.pop("backfill") == "no"
+    assert all(policy in ("on-failure", "unless-stopped", "always") for policy in restart.values()), restart

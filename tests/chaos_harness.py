@@ -74,7 +74,14 @@ class ChaosRun:
         self.keys: list[str] = []
 
     def enqueue(self, expiration: str) -> list[str]:
-        reqs = [
+        result = enqueue_binds(self.requests(expiration))
+        assert not result.rejected
+        self.keys = [h.key for h in result.handles]
+        return self.keys
+
+    def requests(self, expiration: str) -> list[dict[str, str]]:
+        """The run's ``n`` bind requests (distinct numbers, OutId ``{tag}-{i}``)."""
+        return [
             {
                 "PoolKey": "FC100000001",
                 "PhoneNoA": f"13{(i // 100_000_000) % 10 + 3}{i:08d}",
@@ -84,10 +91,6 @@ class ChaosRun:
             }
             for i in range(self.n)
         ]
-        result = enqueue_binds(reqs)
-        assert not result.rejected
-        self.keys = [h.key for h in result.handles]
-        return self.keys
 
     def unfinished(self) -> int:
         done = 0

@@ -15,6 +15,18 @@ from typing import Any
 # A phone number inside the junk: it must come out masked in the dead letter.
 JUNK_PHONE = "13800138000"
 
+# Why each kind is refused, as the dead letter says it.
+REASONS = {
+    "not_json": "not JSON",
+    "json_array": "not a message envelope",
+    "bad_base64": "body is not valid base64",
+    "unknown_task": "unknown task 'axb.no_such_task'",
+    "pickle": "content type 'application/x-python-serialize' refused",
+    "no_properties": "no properties",
+    "body_wrong_shape": "body is not [args, kwargs, embed]",
+    "oversized": "oversized",
+}
+
 
 def envelope(
     queue: str,

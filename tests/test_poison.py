@@ -20,7 +20,7 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from tests.junk_messages import JUNK_PHONE, junk_messages
+from tests.junk_messages import JUNK_PHONE, REASONS, junk_messages
 from tests.pipeline_fixture import FAST, ROOT, WorkerProcess, apply_env, axb_env, wait_until
 from tests.test_pipeline import request
 from worker import errors
@@ -31,18 +31,6 @@ from worker.runtime import Runtime, get_runtime, reset_runtime
 from worker.settings import reset_settings_cache
 
 pytestmark = pytest.mark.slow
-
-# Why each kind is refused, as the dead letter says it.
-REASONS = {
-    "not_json": "not JSON",
-    "json_array": "not a message envelope",
-    "bad_base64": "body is not valid base64",
-    "unknown_task": "unknown task 'axb.no_such_task'",
-    "pickle": "content type 'application/x-python-serialize' refused",
-    "no_properties": "no properties",
-    "body_wrong_shape": "body is not [args, kwargs, embed]",
-    "oversized": "oversized",
-}
 
 
 class JunkWorker:

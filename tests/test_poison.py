@@ -318,3 +318,36 @@ def test_every_long_running_compose_service_restarts_and_the_one_shot_backfill_d
     assert {"redis", "simulator", "worker", "flower", "backfill"} <= set(restart)
     assert restart.pop("backfill") == "no"
     assert all(policy in ("on-failure", "unless-stopped", "always") for policy in restart.values()), restart
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"[" * 100_000, "not JSON (RecursionError)"),
+        (b'{"__type__": "uuid", "__value__": 5}', "not JSON"),
+        (b'{"__type__": "decimal", "__value__": "x"}', "not JSON"),
+        (b"\xff\xfe not utf-8", "not JSON"),
+        (b"null", "a JSON NoneType"),
+    ],
+)
+def test_the_envelope_check_turns_every_parser_failure_into_a_reason(raw: bytes, reason: str) -> None:
+    """Junk that breaks kombu's JSON parser in other ways than ValueError is refused all the same."""
+    from worker.envelope import MalformedMessage, check_envelope
+
+    with pytest.raises(MalformedMessage, match=re.escape(reason)):
+        check_envelope(raw, task_names={"axb.bind"}, accept={"application/json"})
+
+
+def test_a_direct_get_skips_and_dead_letters_junk_too(redis_url: str, redis_client: redis.Redis) -> None:
+    """kombu's other way in (``basic_get``, an RPOP): junk is dead-lettered, the next message returned."""
+    from kombu import Connection
+
+    import tasks.bind  # noqa: F401  (registers axb.bind)
+    from tests.junk_messages import envelope
+
+    good = envelope("q2", [["k-1"], {}, {}])
+    redis_client.lpush("q2", junk_messages("q2")["not_json"], json.dumps(good))  # the junk pops first
+    with Connection(redis_url) as conn:
+        message = conn.default_channel.basic_get("q2", no_ack=True)
+    assert message is not None and message.headers["id"] == good["headers"]["id"]
+    assert [e.message for e in DeadLetters(redis_client).entries()] == ["not JSON (JSONDecodeError)"]

@@ -21,6 +21,8 @@ import re
 from collections.abc import Collection
 from typing import Any
 
+from kombu.utils import json as kombu_json
+
 from worker.deadletters import RAW_KEEP_CHARS
 
 # Our messages carry idempotency keys only: an ``axb.bind_many`` of AXB_BATCH_SIZE (at most 500)
@@ -43,9 +45,11 @@ def check_envelope(raw: bytes, *, task_names: Collection[str], accept: Collectio
     if len(raw) > MAX_MESSAGE_BYTES:
         raise MalformedMessage(f"oversized: {len(raw)} bytes, more than the {MAX_MESSAGE_BYTES} accepted")
     try:
-        env = json.loads(raw)
-    except (UnicodeDecodeError, ValueError):
-        raise MalformedMessage("not JSON") from None
+        # As kombu parses it: its JSON, with its type hooks ({"__type__": "uuid", ...}), whose
+        # errors on junk are not all ValueErrors; deep nesting raises RecursionError.
+        env = kombu_json.loads(raw)  # type: ignore[no-untyped-call]
+    except Exception as exc:
+        raise MalformedMessage(f"not JSON ({type(exc).__name__})") from None
     if not isinstance(env, dict):
         raise MalformedMessage(f"not a message envelope: a JSON {type(env).__name__}, not an object")
     _check_properties(env.get("properties"))
@@ -130,9 +134,9 @@ def _check_scheduling(headers: dict[str, Any]) -> None:
 
 def _check_json_body(body: bytes) -> None:
     try:
-        decoded = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
-        raise MalformedMessage("body is not JSON") from None
+        decoded = kombu_json.loads(body)  # type: ignore[no-untyped-call]
+    except Exception as exc:
+        raise MalformedMessage(f"body is not JSON ({type(exc).__name__})") from None
     if not (
         isinstance(decoded, list)
         and len(decoded) == 3

@@ -143,6 +143,7 @@ def test_a_malformed_dead_letter_is_shown_and_replay_refuses_it(junk_worker: Jun
     assert JUNK_PHONE not in shown.output
     as_json = json.loads(cli.invoke(main, ["dlq", "show", dl.id, "--json"], catch_exceptions=False).stdout)
     assert as_json["code"] == errors.MALFORMED_MESSAGE and "138****8000" in as_json["raw"]
+    assert as_json["queue"] == junk_worker.queue
     out = cli.invoke(main, ["dlq", "replay", dl.id, "--json"], catch_exceptions=False)
     report = json.loads(out.stdout)
     assert report["replayed"] == []

@@ -41,6 +41,7 @@ class DeadLetter:
     action: str = "bind"
     raw: str = ""
     expires_at: int | None = None
+    queue: str = ""  # the queue a malformed item was taken off
 
     @classmethod
     def from_stream(cls, entry_id: str, f: dict[str, str]) -> DeadLetter:
@@ -71,6 +72,7 @@ class DeadLetter:
             http_status=opt_int("http_status"),
             action=f.get("action", "bind") or "bind",
             raw=f.get("raw", ""),
+            queue=f.get("queue", ""),
             expires_at=opt_int("expires_at"),
         )
 
@@ -92,6 +94,8 @@ class DeadLetter:
             "request": self.request,
             "history": self.history,
         }
+        if self.queue:
+            out["queue"] = self.queue
         if self.raw:
             out["raw"] = self.raw
         return out if show_numbers else mask_obj(out)

@@ -352,3 +352,49 @@ def test_a_direct_get_skips_and_dead_letters_junk_too(redis_url: str, redis_clie
         message = conn.default_channel.basic_get("q2", no_ack=True)
     assert message is not None and message.headers["id"] == good["headers"]["id"]
     assert [e.message for e in DeadLetters(redis_client).entries()] == ["not JSON (JSONDecodeError)"]
+
+
+def test_a_sentinel_broker_connection_dead_letters_junk_too(
+    redis_server: Any, redis_url: str, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """A real sentinel in front of the test Redis: a ``sentinel://`` connection's channel checks
+    items the same way (kombu's SentinelChannel with the mixin)."""
+    from kombu import Connection
+
+    import tasks.bind  # noqa: F401  (registers axb.bind)
+    from tests.conftest import free_port
+    from tests.junk_messages import envelope
+    from worker import intake
+
+    port = free_port()
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+        f"sentinel monitor mymaster 127.0.0.1 {redis_server.port} 1\n"
+    )
+    sentinel = subprocess.Popen(
+        ["redis-server", str(conf), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        probe = redis.Redis(port=port)
+        wait_until(lambda: _answers(probe), timeout=10)
+        good = envelope("q3", [["k-1"], {}, {}])
+        redis_client.lpush("q3", junk_messages("q3")["json_array"], json.dumps(good))
+        url = f"sentinel://127.0.0.1:{port}"
+        with Connection(url, transport_options={"master_name": "mymaster"}) as conn:
+            channel = conn.default_channel
+            assert isinstance(channel, intake.SentinelChannel)
+            message = channel.basic_get("q3", no_ack=True)
+        assert message is not None and message.headers["id"] == good["headers"]["id"]
+        entries = DeadLetters(redis_client).entries()
+        assert [(e.code, e.raw) for e in entries] == [(errors.MALFORMED_MESSAGE, "[1,2,3]")]
+    finally:
+        sentinel.terminate()
+        sentinel.wait(10)
+
+
+def _answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False

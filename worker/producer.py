@@ -253,33 +253,19 @@ class _Prepared(NamedTuple):
     row: dict[str, Any]
 
 
-def _callback_fields(check: UrlChecker, url: object, numbers: bool) -> dict[str, Any]:
+def _callback_fields(check: UrlChecker, url: object, numbers: object) -> dict[str, Any]:
     """A row's callback fields (none without a URL); a refused URL raises."""
     if url is None:
         return {}
-    return {"callback_url": check(url), "callback_numbers": bool(numbers)}
+    if not isinstance(numbers, bool):
+        raise InvalidRequestError.single(
+            "callback_numbers", arg_checks.INVALID, f"must be True or False, not {type(numbers).__name__}"
+        )
+    return {"callback_url": check(url), "callback_numbers": numbers}
 
 
 def _url_checker(rt: Runtime) -> UrlChecker:
     return UrlChecker(allow_private=rt.settings.callback_allow_private)
-
-
-def _unpack(
-    item: BindItem, callback_url: str | None
-) -> tuple[BindAxbRequest | Mapping[str, Any], str | None, Any]:
-    """``request``, ``(request, key)`` or ``(request, key, callback_url)``."""
-    if not isinstance(item, tuple):
-        return item, None, callback_url
-    if len(item) == 3:
-        return item[0], item[1], item[2] if item[2] is not None else callback_url
-    if len(item) == 2:
-        return item[0], item[1], callback_url
-    raise InvalidRequestError.single(
-        "item",
-        arg_checks.INVALID,
-        "must be a request, a (request, idempotency_key) pair or a (request, idempotency_key,"
-        " callback_url) triple",
-    )
 
 
 def _prepare(
@@ -460,8 +446,9 @@ def enqueue_binds(
     try:
         for i, item in enumerate(items):
             try:
-                req, key, url = _unpack(item, callback_url)
-                batch.append(_prepare(req, key, deadline, rt, _callback_fields(check, url, callback_numbers)))
+                req, key, url = _split_item(item, callback_url)
+                callback = _callback_fields(check, url, callback_numbers)
+                batch.append(_prepare(req, key, deadline, rt, callback))
                 batch_index.append(i)
             except AxbError as err:
                 out.rejected.append((i, err))
@@ -474,6 +461,22 @@ def enqueue_binds(
             raise  # nothing committed: the error says it all
         raise PartialEnqueueError(out, list(sending), exc) from exc
     return out
+
+
+def _split_item(item: Any, callback_url: str | None = None) -> tuple[Any, Any, Any]:
+    """A bulk item: a request, a ``(request, idempotency_key)`` pair or a ``(request,
+    idempotency_key, callback_url)`` triple; the batch's ``callback_url`` unless the item has one."""
+    if not isinstance(item, tuple):
+        return item, None, callback_url
+    if len(item) not in (2, 3):
+        raise InvalidRequestError.single(
+            "item",
+            arg_checks.INVALID,
+            "must be a request, a (request, idempotency_key) pair or a (request, idempotency_key,"
+            " callback_url) triple",
+        )
+    url = item[2] if len(item) == 3 and item[2] is not None else callback_url
+    return item[0], item[1], url
 
 
 def _collect(
@@ -511,7 +514,7 @@ def prepare_binds(
     out = PreparedBinds()
     for i, item in enumerate(items):
         try:
-            req, key, url = _unpack(item, callback_url)
+            req, key, url = _split_item(item, callback_url)
             callback = _callback_fields(check, url, callback_numbers)
             out.prepared.append(_prepare(req, key, deadline, rt, callback))
             out.index.append(i)

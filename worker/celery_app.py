@@ -105,7 +105,7 @@ def check_settings(s: Settings) -> None:
 
 def create_app(settings: Settings | None = None) -> Celery:
     s = settings or get_settings()
-    application = Celery("axb", include=["tasks.bind", "tasks.unbind", "tasks.extend"])
+    application = Celery("axb", include=["tasks.bind", "tasks.unbind", "tasks.extend", "tasks.callback"])
     application.conf.update(celery_config(s))
     return application
 

@@ -41,6 +41,22 @@ LIMITER_WAIT = Histogram(
     "Time a call waited for the cluster-wide rate limiter",
     buckets=(0, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
 )
+CALLBACKS = Counter(
+    "axb_callbacks_total",
+    "Completion callback delivery attempts by outcome (delivered, retrying, dead_lettered)",
+    ["outcome"],
+)
+CALLBACK_LATENCY = Histogram(
+    "axb_callback_post_seconds",
+    "Latency of one callback POST",
+    ["outcome"],
+    buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10),
+)
+CALLBACK_LAG = Histogram(
+    "axb_callback_delivery_seconds",
+    "From the record's terminal write to the receiver's 2xx (retries included)",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 60, 300, 3600, 86400),
+)
 
 
 class RedisCollector(Collector):

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.pipeline_fixture import apply_env
+from tests.pipeline_fixture import apply_env, wait_until
 from tests.test_pipeline import request
 from worker import errors, keys
 from worker.errors import InvalidRequestError
@@ -259,6 +259,33 @@ def test_a_subscriber_that_subscribes_then_reads_then_waits_sees_the_outcome(
         assert get_result(handle.key).status == "succeeded"  # type: ignore[union-attr]
     finally:
         subs.close()
+
+
+def test_a_finished_record_with_a_callback_wakes_a_pump_at_once(redis_client: redis.Redis) -> None:
+    """The terminal write schedules the delivery (due now, watched) and pushes a wake-up token:
+    a pump idle in a 30 s poll publishes it within a moment."""
+    from worker.delay import DelayQueue, Pump
+
+    store = BindStore(redis_client)
+    store.create_many([_row("woken", callback_url=HOOK, callback_numbers=False)])
+    queue = DelayQueue(redis_client)
+    queue.schedule("first", now_ms() - 1)
+    published: list[str] = []
+    pump = Pump(queue, published.extend, idle_sleep_s=30, wake_key=keys.delay_wake("axb.bind"))
+    pump.start()
+    try:
+        wait_until(lambda: published == ["first"], timeout=5)  # its first pass is over: now idle
+        assert store.dead_letter("woken", code="isv.X", message="m") is not None
+        wait_until(lambda: len(published) == 2, timeout=5)
+    finally:
+        pump.stop()
+    job_key = published[1]
+    assert job_key.startswith("callback:woken@") and keys.action_of(job_key) == "callback"
+    assert redis_client.zscore(keys.watch("axb.bind"), job_key) is not None
+    job = store.get(job_key)
+    assert job is not None and job.action == "callback" and job.target == "woken"
+    assert (job.status, job.callback_url, job.callback_numbers) == ("pending", HOOK, False)
+    assert job.request == {"IdempotencyKey": "woken", "Action": "bind", "Outcome": "dead_lettered"}
 
 
 # --- the result document --------------------------------------------------------------------------

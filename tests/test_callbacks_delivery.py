@@ -401,3 +401,18 @@ def _answers(url: str) -> bool:
     except httpx.HTTPError:
         return False
     return True
+
+
+def test_a_delivery_whose_record_was_replayed_since_is_superseded_not_sent(
+    rt: Runtime, receiver: Receiver
+) -> None:
+    """The dead-lettered bind was replayed before its callback went out: the stale outcome is
+    not sent (the replay's own outcome will call back)."""
+    job = finished_with_callback(rt, 94, receiver.url)
+    (entry,) = DeadLetters(rt.redis).entries(code="isv.MOBILE_NUMBER_ILLEGAL")
+    assert DeadLetters(rt.redis).replay([entry], lambda _keys: None, rate_qps=0).replayed == [entry.id]
+    assert get_result("order-94").status == "pending"  # type: ignore[union-attr]
+    assert deliver(rt, job, "token-1") == "superseded"
+    rec = rt.store.get(job)
+    assert rec is not None and rec.status == "succeeded" and rec.result == {"superseded": True}
+    assert receiver.received == []

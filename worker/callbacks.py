@@ -67,6 +67,8 @@ POISON_STARTS = 3
 KEEP_DELIVERED_S = 86_400
 # Marks the first attempt after ``axb dlq replay``: the age limit starts again from there.
 REPLAYED = "axb.REPLAYED"
+# What :func:`deliver` returns for a delivery whose record is no longer finished (replayed).
+SUPERSEDED = "superseded"
 USER_AGENT = "axb-callback/1"
 
 
@@ -140,8 +142,9 @@ def reset_process_state() -> None:
 
 def deliver(rt: Runtime, job: str, token: str) -> str:
     """Work on delivery ``job`` once; returns what became of it (``succeeded``, ``retrying``,
-    ``dead_lettered``, ``deferred`` (no free slot: back on the delay queue), ``busy``,
-    ``missing``, or the status it already had)."""
+    ``dead_lettered``, ``superseded`` (the record was replayed: not sent, its next outcome calls
+    back), ``deferred`` (no free slot: back on the delay queue), ``busy``, ``missing``, or the
+    status it already had)."""
     _client, slots = _process_state(rt)
     if not slots.acquire(blocking=False):
         rt.delay.schedule(job, now_ms() + random.randint(100, 500))
@@ -202,6 +205,24 @@ def _attempt(rt: Runtime, rec: BindRecord, token: str) -> tuple[str, bool]:
     if target is None or not url:
         _give_up(rt, rec, "the record expired before its callback could be delivered", attempt=attempt)
         return DEAD_LETTERED, False
+    if not target.terminal:
+        # Replayed (or an extend asked for again) since: its next outcome brings its own callback.
+        rt.store.succeed(
+            job,
+            {"superseded": True},
+            delivery_id(job),
+            int(time.time()) + KEEP_DELIVERED_S,
+            {"attempt": attempt, "at": now_ms(), "code": "axb.SUPERSEDED"},
+            lease_token=token,
+        )
+        CALLBACKS.labels("superseded").inc()
+        log.info(
+            "callback %s not sent: %s is %s again (its next outcome calls back)",
+            job,
+            target.key,
+            target.status,
+        )
+        return SUPERSEDED, True
     posted = _post(rt, job, target, url, show_numbers=show)
     hist = {
         "attempt": attempt,

@@ -217,7 +217,11 @@ def _str(v: object) -> str:
 
 
 class Pump:
-    """Moves due keys from the delay queue to the Celery queue, in a daemon thread."""
+    """Moves due keys from the delay queue to the Celery queue, in a daemon thread.
+
+    It polls every ``idle_sleep_s``; with ``wake_key`` a second thread blocks on that list
+    (:func:`keys.delay_wake`) and wakes the pump at once for an entry due now (a completion
+    callback). A lost token only costs the poll interval: the entry is in the delay set."""
 
     def __init__(
         self,
@@ -228,6 +232,7 @@ class Pump:
         batch: int = 500,
         watchdog: Watchdog | None = None,
         watchdog_every_ms: int = 5_000,
+        wake_key: str | None = None,
     ) -> None:
         self.queue = queue
         self.publish = publish
@@ -239,6 +244,9 @@ class Pump:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_recover = 0
+        self.wake_key = wake_key
+        self._wake = threading.Event()
+        self._waker: threading.Thread | None = None
 
     def run_once(self) -> int:
         ts = now_ms()
@@ -270,15 +278,31 @@ class Pump:
                 self._stop.wait(1.0)
                 continue
             if moved < self.batch:
-                self._stop.wait(self.idle_sleep_s)
+                self._wake.wait(self.idle_sleep_s)
+                self._wake.clear()
+
+    def _wait_for_wake(self) -> None:
+        """Block on the wake list (one connection of the pool) and wake the pump per token."""
+        assert self.wake_key is not None
+        while not self._stop.is_set():
+            try:
+                if self.queue.r.blpop([self.wake_key], timeout=1):
+                    self._wake.set()
+            except Exception:  # Redis down: the pump's own polling goes on meanwhile
+                log.debug("delay pump: wake-up list unavailable; retrying", exc_info=True)
+                self._stop.wait(1.0)
 
     def start(self) -> None:
         if self._thread is None or not self._thread.is_alive():
             self._stop.clear()
             self._thread = threading.Thread(target=self._loop, name="axb-delay-pump", daemon=True)
             self._thread.start()
+        if self.wake_key and (self._waker is None or not self._waker.is_alive()):
+            self._waker = threading.Thread(target=self._wait_for_wake, name="axb-delay-wake", daemon=True)
+            self._waker.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout_s)

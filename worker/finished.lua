@@ -6,8 +6,9 @@
 --     it is sent), due at once on the delay queue, and watched by the watchdog (worker.callbacks);
 --   * the new status is published on the record's done channel (keys.done_channel).
 --
--- By convention the LAST key and the LAST four arguments of such a script belong to this
+-- By convention the LAST two keys and the LAST four arguments of such a script belong to this
 -- function (worker.store.BindStore._finish_keys / _finish_args):
+--   KEYS[#KEYS-1] the delay queue's wake-up list (keys.delay_wake)
 --   KEYS[#KEYS]   the record of the completion callback's delivery (keys.callback_job)
 --   ARGV[#ARGV-3] the record's done channel (keys.done_channel)
 --   ARGV[#ARGV-2] the delivery's key (keys.callback_job)
@@ -26,6 +27,9 @@ local function axb_finished(rec, status, delayed, watch, now)
       redis.call('EXPIRE', job_rec, tonumber(ARGV[n]))
       redis.call('ZADD', delayed, tonumber(now), job)
       redis.call('ZADD', watch, tonumber(ARGV[n - 1]), job)
+      -- Wake a pump now rather than at its next poll (the list is only a hint: bounded).
+      redis.call('LPUSH', KEYS[#KEYS - 1], '1')
+      redis.call('LTRIM', KEYS[#KEYS - 1], 0, 99)
     end
   end
   redis.call('PUBLISH', ARGV[n - 3], status)

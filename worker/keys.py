@@ -89,6 +89,12 @@ def delayed_claimed(queue: str) -> str:
     return f"{PREFIX}:delayed:{queue}:claimed"
 
 
+def delay_wake(queue: str) -> str:
+    """List: a token per entry put on ``queue``'s delay set due at once (a completion callback's
+    delivery): wakes one pump now instead of at its next poll."""
+    return f"{PREFIX}:delayed:{queue}:wake"
+
+
 def watch(queue: str) -> str:
     """Zset key -> check time (ms): every accepted, unfinished key of ``queue`` (the watchdog's)."""
     return f"{PREFIX}:watch:{queue}"

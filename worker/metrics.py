@@ -43,7 +43,7 @@ LIMITER_WAIT = Histogram(
 )
 CALLBACKS = Counter(
     "axb_callbacks_total",
-    "Completion callback delivery attempts by outcome (delivered, retrying, dead_lettered)",
+    "Completion callback delivery attempts by outcome (delivered, retrying, dead_lettered, superseded)",
     ["outcome"],
 )
 CALLBACK_LATENCY = Histogram(

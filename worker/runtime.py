@@ -230,7 +230,13 @@ def start_pump() -> Pump:
         watchdog = Watchdog(
             rt.redis, rt.settings.queue, rt.settings.watchdog_s, publish, lock_ms=int(every_ms * 0.9)
         )
-        _pump = Pump(rt.delay, publish, watchdog=watchdog, watchdog_every_ms=every_ms)
+        _pump = Pump(
+            rt.delay,
+            publish,
+            watchdog=watchdog,
+            watchdog_every_ms=every_ms,
+            wake_key=keys.delay_wake(rt.settings.queue),
+        )
     _pump.start()
     return _pump
 

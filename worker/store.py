@@ -648,9 +648,8 @@ class BindStore:
 
     # --- the tail of every script that makes a record terminal (worker/finished.lua) ----------
 
-    @staticmethod
-    def _finish_keys(key: str, ts: int) -> list[str]:
-        return [keys.bind_record(keys.callback_job(key, ts))]
+    def _finish_keys(self, key: str, ts: int) -> list[str]:
+        return [keys.delay_wake(self.queue), keys.bind_record(keys.callback_job(key, ts))]
 
     def _finish_args(self, key: str, ts: int) -> list[Any]:
         return [keys.done_channel(key), keys.callback_job(key, ts), ts + self.watch_ms, self.CALLBACK_TTL_S]

@@ -416,3 +416,9 @@ def test_a_delivery_whose_record_was_replayed_since_is_superseded_not_sent(
     rec = rt.store.get(job)
     assert rec is not None and rec.status == "succeeded" and rec.result == {"superseded": True}
     assert receiver.received == []
+
+
+def test_the_readme_shows_the_example_receiver_as_committed() -> None:
+    """The receiver in the README is the tested file, byte for byte."""
+    example = (ROOT / "examples" / "callback_receiver.py").read_text()
+    assert f"```python\n{example}```" in (ROOT / "README.md").read_text()

@@ -28,7 +28,7 @@ from tests.test_lifecycle import start_worker
 from tests.test_pipeline import expiration, request
 from worker import errors, keys
 from worker.callback_signature import signature_header, verify
-from worker.callbacks import deliver, delivery_id, reset_process_state
+from worker.callbacks import deliver, delivery_id, header_key, reset_process_state
 from worker.cli import main
 from worker.deadletters import DeadLetters
 from worker.producer import enqueue_bind, enqueue_extend, enqueue_unbind, get_op_result, get_result
@@ -205,6 +205,19 @@ def test_unbind_and_extend_call_back_with_their_own_documents(
     assert (un_doc["kind"], un_doc["outcome"]) == ("unbind", "unbound")
     assert "****" in un_doc["SecretNo"]
     assert deliveries(pipeline, "order-6") == []
+
+
+def test_a_key_that_is_not_ascii_arrives_percent_encoded_in_its_header(
+    worker: Any, pipeline: Runtime, receiver: Receiver
+) -> None:
+    """Any printable key fits in X-Axb-Key (UTF-8, percent-encoded); the body has it as is."""
+    key = "行程-42 #1%"
+    enqueue_bind(request(9), idempotency_key=key, callback_url=receiver.url).result(timeout=15)
+    wait_until(lambda: (d := deliveries(pipeline, key)) and d[0].status == "succeeded")
+    (post,) = receiver.for_key(header_key(key))
+    assert post.headers["X-Axb-Key"] == "%E8%A1%8C%E7%A8%8B-42%20%231%25"
+    assert post.doc["key"] == key
+    assert header_key("trip-42") == "trip-42"
 
 
 # --- retries, the age limit, replay ------------------------------------------------------------

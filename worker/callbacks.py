@@ -34,6 +34,7 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -87,6 +88,12 @@ def document(target: BindRecord, *, show_numbers: bool) -> dict[str, Any]:
     if target.action == "bind":
         return bind_document(BindResult.from_record(target), show_numbers=show_numbers)
     return operation_document(LifecycleResult.from_record(target), show_numbers=show_numbers)
+
+
+def header_key(key: str) -> str:
+    """``X-Axb-Key``: the record's key, percent-encoded as UTF-8 (RFC 3986) so that any key fits
+    in a header; letters, digits and ``-._~!$&'()*+,;=:@/`` stay as they are."""
+    return quote(key, safe="!$&'()*+,;=:@/~")
 
 
 def body_bytes(doc: dict[str, Any]) -> bytes:
@@ -302,17 +309,17 @@ def _post(rt: Runtime, job: str, target: BindRecord, url: str, *, show_numbers: 
         where = resolve_target(url, allow_private=s.callback_allow_private)
     except InvalidRequestError as err:
         return Posted(False, errors.CALLBACK_URL_REFUSED, f"CallbackUrl: {err.problems[0].reason}")
-    body = body_bytes(document(target, show_numbers=show_numbers))
-    headers = {
-        "Content-Type": "application/json",
-        SIGNATURE_HEADER: signature_header(secret, body, int(time.time())),
-        "X-Axb-Key": target.key,
-        "X-Axb-Delivery": delivery_id(job),
-        "Host": where.host_header,
-    }
     client, _slots = _process_state(rt)
     started = time.monotonic()
     try:
+        body = body_bytes(document(target, show_numbers=show_numbers))
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: signature_header(secret, body, int(time.time())),
+            "X-Axb-Key": header_key(target.key),
+            "X-Axb-Delivery": delivery_id(job),
+            "Host": where.host_header,
+        }
         request = client.build_request("POST", where.pinned_url, content=body, headers=headers)
         if where.scheme == "https":
             request.extensions["sni_hostname"] = where.host
@@ -320,7 +327,7 @@ def _post(rt: Runtime, job: str, target: BindRecord, url: str, *, show_numbers: 
         response.close()  # the answer's body is not read
     except httpx.TimeoutException:
         return Posted(False, errors.CALLBACK_FAILED, _describe(where, "timed out"), None, _since(started))
-    except httpx.HTTPError as exc:
+    except Exception as exc:  # connection errors, and anything odd: a failed attempt, retried
         what = f"{type(exc).__name__}: {mask_text(str(exc))[:200]}"
         return Posted(False, errors.CALLBACK_FAILED, _describe(where, what), None, _since(started))
     latency_s = _since(started)

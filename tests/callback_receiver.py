@@ -4,6 +4,7 @@ the first N, answer a fixed status, or hold requests until released."""
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ class Receiver:
     hold_max_s: float = 10.0
     in_flight: int = 0
     max_in_flight: int = 0
+    # Serve https with this context (the URL then names ``localhost``, as the certificate does).
+    tls: ssl.SSLContext | None = None
 
     def __post_init__(self) -> None:
         self.hold.set()
@@ -65,12 +68,20 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        if self.tls is not None:
+            self.server.socket = self.tls.wrap_socket(self.server.socket, server_side=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks/axb"
+        if self.tls is not None:
+            return f"https://localhost:{self.port}/hooks/axb"
+        return f"http://127.0.0.1:{self.port}/hooks/axb"
 
     def for_key(self, key: str) -> list[Received]:
         with self._lock:

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+import trustme
 from click.testing import CliRunner
 from prometheus_client import REGISTRY
 
@@ -28,7 +30,8 @@ from tests.test_lifecycle import start_worker
 from tests.test_pipeline import expiration, request
 from worker import errors, keys
 from worker.callback_signature import signature_header, verify
-from worker.callbacks import deliver, delivery_id, header_key, reset_process_state
+from worker.callback_url import Target
+from worker.callbacks import deliver, delivery_id, header_key, reset_process_state, send_pinned
 from worker.cli import main
 from worker.deadletters import DeadLetters
 from worker.producer import enqueue_bind, enqueue_extend, enqueue_unbind, get_op_result, get_result
@@ -343,6 +346,55 @@ def test_logs_mask_numbers_and_never_show_the_secret(
     assert "callback" in text and "delivered" in text
     assert "13800000093" not in text and "13900000093" not in text and SECRET not in text
     assert SECRET not in repr(rt.settings)
+
+
+def tls_receiver(ca: Any, hostname: str) -> Receiver:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(hostname).configure_cert(ctx)
+    return Receiver(tls=ctx)
+
+
+def test_https_goes_to_the_checked_address_and_verifies_the_certificate_for_the_urls_host(
+    rt: Runtime, tmp_path: Any
+) -> None:
+    """https://localhost:PORT/ is posted to 127.0.0.1 (the checked address) with SNI and the
+    certificate check on ``localhost``; a certificate for another name is refused."""
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    rt.settings.callback_ca_file = str(tmp_path / "ca.pem")
+    reset_process_state()
+    good, wrong = tls_receiver(ca, "localhost"), tls_receiver(ca, "elsewhere.example")
+    try:
+        job = finished_with_callback(rt, 97, good.url)
+        assert deliver(rt, job, "token-1") == "succeeded"
+        (post,) = good.received
+        assert post.headers["Host"] == f"localhost:{good.port}" and post.headers["X-Axb-Key"] == "order-97"
+        assert verify(SECRET, post.body, post.headers["X-Axb-Signature"], now_s=time.time())
+
+        job = finished_with_callback(rt, 98, wrong.url)
+        assert deliver(rt, job, "token-2") == "retrying"
+        rec = rt.store.get(job)
+        assert rec is not None and "CERTIFICATE_VERIFY_FAILED" in rec.message
+        assert wrong.received == []
+    finally:
+        good.close()
+        wrong.close()
+
+
+def test_a_name_with_several_addresses_is_tried_address_by_address(receiver: Receiver) -> None:
+    """The first checked address refuses the connection: the next one gets the POST."""
+    target = Target(
+        url=receiver.url,
+        scheme="http",
+        host="hooks.test",
+        port=receiver.port,
+        addresses=("127.0.0.3", "127.0.0.1"),
+    )
+    with httpx.Client() as client:
+        response = send_pinned(client, target, b"{}", {"X-Axb-Key": "k"})
+    assert response.status_code == 200
+    (post,) = receiver.received
+    assert post.headers["Host"] == f"hooks.test:{receiver.port}"
 
 
 # --- crash: a worker killed between the terminal write and the POST ------------------------------

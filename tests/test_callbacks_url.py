@@ -116,11 +116,11 @@ def test_a_public_address_is_accepted_and_the_delivery_connects_to_the_checked_a
     """The target pins the address that was checked; Host (and SNI) keep the name."""
     dns = resolver({"hooks.example.com": ["93.184.216.34"]})
     target = resolve_target("https://hooks.example.com/cb?x=1", allow_private=False, resolve=dns)  # type: ignore[arg-type]
-    assert target.pinned_url == "https://93.184.216.34:443/cb?x=1"
+    assert target.pinned_url(target.addresses[0]) == "https://93.184.216.34:443/cb?x=1"
     assert target.host_header == "hooks.example.com"
     v6 = resolve_target("http://[2606:2800:220:1::1]:8080/cb", allow_private=False)
     assert (
-        v6.pinned_url == "http://[2606:2800:220:1::1]:8080/cb"
+        v6.pinned_url(v6.addresses[0]) == "http://[2606:2800:220:1::1]:8080/cb"
         and v6.host_header == "[2606:2800:220:1::1]:8080"
     )
 

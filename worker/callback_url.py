@@ -43,19 +43,19 @@ def resolve_host(host: str, port: int) -> list[str]:
 
 @dataclass(frozen=True)
 class Target:
-    """Where a delivery connects: ``address`` was checked; ``host`` goes in Host and SNI."""
+    """Where a delivery connects: ``addresses`` were checked (in the resolver's order); ``host``
+    goes in Host and in TLS's SNI and certificate check."""
 
     url: str
     scheme: str
     host: str
     port: int
-    address: str
+    addresses: tuple[str, ...]
 
-    @property
-    def pinned_url(self) -> str:
-        """``url`` with its host replaced by the checked address (connect there, nowhere else)."""
+    def pinned_url(self, address: str) -> str:
+        """``url`` with its host replaced by a checked address (connect there, nowhere else)."""
         parts = urlsplit(self.url)
-        ip = ipaddress.ip_address(self.address)
+        ip = ipaddress.ip_address(address)
         netloc = f"[{ip}]" if ip.version == 6 else str(ip)
         return parts._replace(netloc=f"{netloc}:{self.port}").geturl()
 
@@ -146,7 +146,11 @@ def resolve_target(url: object, *, allow_private: bool, resolve: Resolver = reso
             hint = "" if allow_private else " (AXB_CALLBACK_ALLOW_PRIVATE=true allows private targets)"
             raise refuse(f"host {host!r} is {problem}, refused{hint}")
     return Target(
-        url=text, scheme=parts.scheme.lower(), host=host, port=port, address=addresses[0].split("%", 1)[0]
+        url=text,
+        scheme=parts.scheme.lower(),
+        host=host,
+        port=port,
+        addresses=tuple(a.split("%", 1)[0] for a in addresses),
     )
 
 

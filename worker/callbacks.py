@@ -30,12 +30,14 @@ import logging
 import os
 import random
 import signal
+import ssl
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+import certifi
 import httpx
 
 from worker import errors, keys
@@ -124,6 +126,7 @@ def _process_state(rt: Runtime) -> tuple[httpx.Client, threading.BoundedSemaphor
             if _state["pid"] != pid:
                 s = rt.settings
                 _state["client"] = httpx.Client(
+                    verify=_tls_context(s.callback_ca_file),
                     timeout=httpx.Timeout(s.callback_timeout_s, connect=min(2.0, s.callback_timeout_s)),
                     follow_redirects=False,
                     trust_env=False,
@@ -133,6 +136,14 @@ def _process_state(rt: Runtime) -> tuple[httpx.Client, threading.BoundedSemaphor
                 _state["slots"] = threading.BoundedSemaphore(s.callback_concurrency)
                 _state["pid"] = pid
     return _state["client"], _state["slots"]
+
+
+def _tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """The public CAs (certifi, as httpx trusts by default), plus ``ca_file`` if given."""
+    ctx = ssl.create_default_context(cafile=certifi.where())
+    if ca_file:
+        ctx.load_verify_locations(cafile=ca_file)
+    return ctx
 
 
 def reset_process_state() -> None:
@@ -318,13 +329,8 @@ def _post(rt: Runtime, job: str, target: BindRecord, url: str, *, show_numbers: 
             SIGNATURE_HEADER: signature_header(secret, body, int(time.time())),
             "X-Axb-Key": header_key(target.key),
             "X-Axb-Delivery": delivery_id(job),
-            "Host": where.host_header,
         }
-        request = client.build_request("POST", where.pinned_url, content=body, headers=headers)
-        if where.scheme == "https":
-            request.extensions["sni_hostname"] = where.host
-        response = client.send(request, stream=True)
-        response.close()  # the answer's body is not read
+        response = send_pinned(client, where, body, headers)
     except httpx.TimeoutException:
         return Posted(False, errors.CALLBACK_FAILED, _describe(where, "timed out"), None, _since(started))
     except Exception as exc:  # connection errors, and anything odd: a failed attempt, retried
@@ -337,6 +343,26 @@ def _post(rt: Runtime, job: str, target: BindRecord, url: str, *, show_numbers: 
     if 300 <= response.status_code < 400:
         why += " (redirects are not followed)"
     return Posted(False, errors.CALLBACK_FAILED, _describe(where, why), response.status_code, latency_s)
+
+
+def send_pinned(client: httpx.Client, where: Target, body: bytes, headers: dict[str, str]) -> httpx.Response:
+    """POST to the checked addresses in turn until one accepts the connection (the answer's
+    body is not read). Host names the URL's host; TLS sends it as SNI and checks the
+    certificate against it."""
+    headers = {**headers, "Host": where.host_header}
+    for i, address in enumerate(where.addresses[:3]):
+        request = client.build_request("POST", where.pinned_url(address), content=body, headers=headers)
+        if where.scheme == "https":
+            request.extensions["sni_hostname"] = where.host
+        try:
+            response = client.send(request, stream=True)
+        except httpx.ConnectError:
+            if i + 1 >= min(3, len(where.addresses)):
+                raise
+            continue
+        response.close()
+        return response
+    raise httpx.ConnectError("no address to connect to")
 
 
 def _describe(where: Target, what: str) -> str:

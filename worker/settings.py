@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     callback_timeout_s: float = Field(default=5.0, gt=0)
     callback_backoff_initial_s: float = Field(default=1.0, gt=0)
     callback_backoff_max_s: float = Field(default=600.0, gt=0)
+    # A CA bundle (PEM) to trust for https callback receivers besides the public ones' CAs
+    # (certifi), e.g. an internal CA; unset: public CAs only.
+    callback_ca_file: str | None = None
     # Worker slots (per process) that deliveries may take at once; the rest stay for binds.
     callback_concurrency: int = Field(default=4, ge=1)
 

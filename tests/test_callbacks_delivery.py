@@ -487,3 +487,48 @@ def test_the_readme_shows_the_example_receiver_as_committed() -> None:
     """The receiver in the README is the tested file, byte for byte."""
     example = (ROOT / "examples" / "callback_receiver.py").read_text()
     assert f"```python\n{example}```" in (ROOT / "README.md").read_text()
+
+
+SENTRY_SCRIPT = """
+import sys
+import sentry_sdk
+from worker.observability import init_sentry
+from worker.settings import Settings
+
+settings = Settings(sentry_dsn=sys.argv[1], callback_secret=sys.argv[2])
+assert init_sentry(settings)
+
+
+def sign() -> None:
+    secret = settings.callback_secret.get_secret_value()
+    raise RuntimeError("could not sign with " + secret)
+
+
+try:
+    sign()
+except RuntimeError:
+    sentry_sdk.capture_exception()
+sentry_sdk.flush(5)
+"""
+
+
+def test_sentry_events_never_carry_the_callback_secret() -> None:
+    """An exception whose message and local variables hold the secret reaches Sentry scrubbed."""
+    from tests.sentry_capture import SentryCapture
+
+    capture = SentryCapture()
+    try:
+        subprocess.run(
+            [sys.executable, "-c", SENTRY_SCRIPT, capture.dsn, SECRET],
+            env=axb_env(),
+            cwd=ROOT,
+            check=True,
+            timeout=60,
+            capture_output=True,
+        )
+        wait_until(lambda: capture.events, timeout=10)
+    finally:
+        capture.close()
+    text = capture.all_text()
+    assert "could not sign with [secret]" in text
+    assert SECRET not in text

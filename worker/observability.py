@@ -3,7 +3,7 @@
 On when ``AXB_SENTRY_DSN`` is set. Every event and breadcrumb passes through :func:`scrub`
 before it leaves the process: phone numbers are masked wherever they appear (messages,
 exception values, task arguments, local variables, breadcrumbs, extra data), and the
-AccessKey secret is replaced outright.
+AccessKey secret and the callback secret are replaced outright.
 """
 
 from __future__ import annotations
@@ -20,24 +20,26 @@ from worker.settings import Settings
 log = logging.getLogger(__name__)
 
 _SECRET_MARK = "[secret]"  # noqa: S105 - a placeholder, not a secret
-_state: dict[str, Any] = {"secret": None, "enabled": False}
+_state: dict[str, Any] = {"secrets": (), "enabled": False}
 
 
-def _strip_secret(obj: Any, secret: str | None) -> Any:
-    if not secret:
+def _strip_secret(obj: Any, secrets: tuple[str, ...]) -> Any:
+    if not secrets:
         return obj
     if isinstance(obj, str):
-        return obj.replace(secret, _SECRET_MARK)
+        for secret in secrets:
+            obj = obj.replace(secret, _SECRET_MARK)
+        return obj
     if isinstance(obj, dict):
-        return {k: _strip_secret(v, secret) for k, v in obj.items()}
+        return {k: _strip_secret(v, secrets) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_strip_secret(v, secret) for v in obj]
+        return [_strip_secret(v, secrets) for v in obj]
     return obj
 
 
 def scrub(event: Any, _hint: Any = None) -> Any:
-    """Mask phone numbers and remove the secret anywhere in a Sentry event."""
-    return mask_obj(_strip_secret(event, _state["secret"]))
+    """Mask phone numbers and remove the secrets anywhere in a Sentry event."""
+    return mask_obj(_strip_secret(event, _state["secrets"]))
 
 
 def scrub_breadcrumb(crumb: Any, _hint: Any = None) -> Any:
@@ -52,7 +54,9 @@ def init_sentry(settings: Settings) -> bool:
     from sentry_sdk.integrations.celery import CeleryIntegration
     from sentry_sdk.integrations.logging import LoggingIntegration
 
-    _state["secret"] = settings.secret()
+    _state["secrets"] = tuple(
+        s for s in (settings.secret(), settings.callback_secret.get_secret_value()) if s
+    )
     sentry_sdk.init(
         dsn=settings.sentry_dsn.get_secret_value(),
         integrations=[CeleryIntegration(), LoggingIntegration(event_level=logging.ERROR)],

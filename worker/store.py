@@ -632,6 +632,7 @@ class BindStore:
         self.delayed_key = keys.delayed(queue)
         self.watch_key = keys.watch(queue)
         self.watch_ms = int(watch_s * 1000)
+        self.wake_key = keys.delay_wake(queue)
         self._create_many = client.register_script(_CREATE_MANY)
         self._mark_published = client.register_script(_MARK_PUBLISHED)
         self._start = client.register_script(_START)
@@ -649,7 +650,7 @@ class BindStore:
     # --- the tail of every script that makes a record terminal (worker/finished.lua) ----------
 
     def _finish_keys(self, key: str, ts: int) -> list[str]:
-        return [keys.delay_wake(self.queue), keys.bind_record(keys.callback_job(key, ts))]
+        return [self.wake_key, keys.bind_record(keys.callback_job(key, ts))]
 
     def _finish_args(self, key: str, ts: int) -> list[Any]:
         return [keys.done_channel(key), keys.callback_job(key, ts), ts + self.watch_ms, self.CALLBACK_TTL_S]

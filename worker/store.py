@@ -109,7 +109,7 @@ return #KEYS
 # ARGV: signed-json, now, check the holds (0/1), probe token ('' : not the probe), +finish.
 # Returns the attempt number, -1 (terminal: do not call), -2 (cancelled now: do not call),
 # -3 (calls are on hold, for the account or the vendor, and this delivery is not the vendor
-# hold's probe: do not call; nothing written).
+# hold's probe: do not call; nothing written). (+finish: see worker/finished.lua.)
 _BEGIN_ATTEMPT = (
     _FINISHED
     + """

@@ -4,6 +4,7 @@ the first N, answer a fixed status, or hold requests until released."""
 from __future__ import annotations
 
 import json
+import random
 import ssl
 import threading
 import time
@@ -18,6 +19,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float
+    answered: int = 200
 
     @property
     def doc(self) -> Any:
@@ -31,6 +33,9 @@ class Receiver:
 
     fail_first: int = 0
     fail_status: int = 503
+    # After the first ``fail_first``, this share of POSTs (at random, seeded) also fails.
+    fail_rate: float = 0.0
+    seed: int = 14
     status: int = 200
     received: list[Received] = field(default_factory=list)
     hold: threading.Event = field(default_factory=threading.Event)
@@ -43,6 +48,7 @@ class Receiver:
     def __post_init__(self) -> None:
         self.hold.set()
         self._lock = threading.Lock()
+        self._rng = random.Random(self.seed)
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -55,10 +61,11 @@ class Receiver:
                 with receiver._lock:
                     receiver.in_flight -= 1
                     n = len(receiver.received)
+                    failing = n < receiver.fail_first or receiver._rng.random() < receiver.fail_rate
+                    code = receiver.fail_status if failing else receiver.status
                     receiver.received.append(
-                        Received(self.path, dict(self.headers.items()), body, time.time())
+                        Received(self.path, dict(self.headers.items()), body, time.time(), code)
                     )
-                    code = receiver.fail_status if n < receiver.fail_first else receiver.status
                 self.send_response(code)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

@@ -73,8 +73,9 @@ class ChaosRun:
         self.tag = tag
         self.keys: list[str] = []
 
-    def enqueue(self, expiration: str) -> list[str]:
-        result = enqueue_binds(self.requests(expiration))
+    def enqueue(self, expiration: str, **kw: Any) -> list[str]:
+        """Enqueue the run's binds (``kw``: more ``enqueue_binds`` arguments, e.g. callback_url)."""
+        result = enqueue_binds(self.requests(expiration), **kw)
         assert not result.rejected
         self.keys = [h.key for h in result.handles]
         return self.keys

@@ -46,12 +46,17 @@ def expiration(hours: float = 9) -> str:
     return (datetime.now(UTC) + timedelta(hours=8 + hours)).strftime("%Y-%m-%d %H:%M:%S")
 
 
+# One Expiration for the module: a request built twice must be the same request, also when a
+# second boundary falls between the two (the idempotency tests send the same rows again).
+EXPIRATION = expiration()
+
+
 def req(i: int, **over: Any) -> dict[str, Any]:
     row: dict[str, Any] = {
         "PoolKey": "FC100000001",
         "PhoneNoA": f"1380002{i:04d}",
         "PhoneNoB": f"1390002{i:04d}",
-        "Expiration": expiration(),
+        "Expiration": EXPIRATION,
         "OutId": f"bulk-{i}",
     }
     row.update(over)

@@ -138,9 +138,11 @@ def _on_worker_init(**_: Any) -> None:
     setup_logging(s)
     init_sentry(s)
     from worker.runtime import get_runtime
+    from worker.sealing import refuse_start_without_data_key
     from worker.status import log_if_full
 
     log_if_full(get_runtime().redis)
+    refuse_start_without_data_key(s)
 
 
 @worker_ready.connect

@@ -495,19 +495,25 @@ def dlq_show(entry_id: str, as_json: bool, show_numbers: bool) -> None:
 @dlq.command("stats")
 @click.option("--json", "as_json", is_flag=True)
 def dlq_stats(as_json: bool) -> None:
-    """Total, counts by code and pool, and the age of the oldest entry."""
+    """Total, counts by code and pool, the age of the oldest entry and when retention removes it."""
     from worker.hold import holds_in_force
     from worker.runtime import get_runtime
     from worker.status import describe_holds
 
-    stats = mask_obj(_dead_letters().stats())
     rt = get_runtime()
+    stats = mask_obj(_dead_letters().stats(retention_days=rt.settings.dlq_retention_days))
     stats["holds"] = [h.as_dict() for h in holds_in_force(rt.redis, rt.settings.access_key_id)]
     if as_json:
         click.echo(json.dumps(stats, ensure_ascii=False, indent=2))
         return
     out_console().print(describe_holds(stats["holds"]), highlight=False)
-    out_console().print(f"total: {stats['total']}   oldest: {stats['oldest_age_s']} s")
+    goes_at = datetime.fromtimestamp((stats["oldest_goes_at"] or 0) / 1000, tz=timezone(timedelta(hours=8)))
+    goes = f"   removed by retention ({stats['retention_days']:g} d) at {goes_at:%Y-%m-%d %H:%M} UTC+8"
+    out_console().print(
+        f"total: {stats['total']}   oldest: {stats['oldest_age_s']} s"
+        + (goes if stats["oldest_goes_at"] else ""),
+        highlight=False,
+    )
     table = Table("code", "count", "account-level")
     from worker.errors import is_account_level
 
@@ -620,9 +626,9 @@ def dlq_watch(code: str | None, interval: float, count: int, show_numbers: bool)
         return
 
 
-# The trip lifecycle commands (``axb unbind``, ``axb extend``) and ``axb status`` live in their
-# own modules.
-from worker import cli_lifecycle, cli_status  # noqa: E402, F401
+# The trip lifecycle commands (``axb unbind``, ``axb extend``), ``axb status`` and the personal
+# data commands (``axb keygen``, ``axb rekey``, ``axb forget``) live in their own modules.
+from worker import cli_data, cli_lifecycle, cli_status  # noqa: E402, F401
 
 if __name__ == "__main__":  # pragma: no cover
     main()

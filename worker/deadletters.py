@@ -1,7 +1,10 @@
-"""The dead-letter stream: read it, and (later issues) replay and purge it.
+"""The dead-letter stream: read it, replay and purge it.
 
 Entries are appended by :meth:`worker.store.BindStore.dead_letter` in the same Lua script that
-marks the record ``dead_lettered``; the stream is never trimmed, so nothing leaves it silently.
+marks the record ``dead_lettered``; the stream is never trimmed, so nothing leaves it silently:
+an entry leaves by a replay, a purge, ``axb forget`` or, past ``AXB_DLQ_RETENTION_DAYS``, the
+retention sweep (:mod:`worker.retention`), each leaving an audit record. An entry's ``request``
+(the phone numbers) is sealed at rest when ``AXB_DATA_KEY`` is set (:mod:`worker.sealing`).
 """
 
 from __future__ import annotations
@@ -10,9 +13,10 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from importlib import resources
 from typing import Any
 
 import redis
@@ -20,6 +24,9 @@ import redis
 from worker import errors, keys
 from worker.errors import AxbError
 from worker.masking import mask_obj, mask_text
+from worker.sealing import seal, unseal
+
+DROP_SCRIPT = resources.files("worker").joinpath("drop_dead_letter.lua").read_text()
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,9 @@ class DeadLetter:
                 return json.loads(f[name]) if f.get(name) else default
             except ValueError:
                 return default
+
+        if f.get("request"):
+            f = {**f, "request": unseal(f["request"])}
 
         return cls(
             id=entry_id,
@@ -161,6 +171,8 @@ redis.call('HSET', rec, 'status', 'pending', 'attempts', 0, 'throttles', 0, 'sta
 redis.call('HINCRBY', rec, 'replays', 1)
 redis.call('HDEL', rec, 'inflight', 'inflight_at', 'dlq_id', 'next_at')
 redis.call('RPUSH', KEYS[2], ARGV[11])
+local ttl = redis.call('PTTL', rec)
+if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
 redis.call('ZADD', KEYS[3], tonumber(ARGV[12]), ARGV[1])
 return 1
 """
@@ -280,6 +292,16 @@ class DeadLetters:
             start = "(" + _s(batch[-1][0])
         return out
 
+    def scan(self, page: int = 1000) -> Iterator[DeadLetter]:
+        """Every entry, oldest id first, read ``page`` at a time."""
+        start = "-"
+        while True:
+            batch = self.r.xrange(keys.DEAD_LETTERS, min=start, max="+", count=page)
+            if not batch:
+                return
+            yield from self._decode(batch)
+            start = "(" + _s(batch[-1][0])
+
     def get(self, entry_id: str) -> DeadLetter | None:
         batch = self.r.xrange(keys.DEAD_LETTERS, min=entry_id, max=entry_id, count=1)
         decoded = self._decode(batch)
@@ -293,8 +315,9 @@ class DeadLetters:
             return [dl for dl in (self.get(i) for i in sel.ids) if dl is not None]
         return self.entries(code=sel.code, pool=sel.pool, since_ms=sel.since_ms, limit=limit)
 
-    def stats(self) -> dict[str, Any]:
-        """Total, counts by code and by pool, and the age of the oldest entry."""
+    def stats(self, retention_days: float | None = None) -> dict[str, Any]:
+        """Total, counts by code and by pool, the age of the oldest entry and, with
+        ``retention_days``, when the retention sweep removes it (``oldest_goes_at``, epoch ms)."""
         by_code: Counter[str] = Counter()
         by_pool: Counter[str] = Counter()
         oldest: int | None = None
@@ -306,7 +329,7 @@ class DeadLetters:
             for dl in self._decode(batch):
                 by_code[dl.code] += 1
                 by_pool[dl.pool or "-"] += 1
-                stamp = int(dl.id.split("-", 1)[0])
+                stamp = dl.dead_lettered_at or int(dl.id.split("-", 1)[0])
                 oldest = stamp if oldest is None else min(oldest, stamp)
             start = "(" + _s(batch[-1][0])
         return {
@@ -314,6 +337,10 @@ class DeadLetters:
             "by_code": dict(by_code.most_common()),
             "by_pool": dict(by_pool.most_common()),
             "oldest_age_s": round(time.time() - oldest / 1000, 1) if oldest else None,
+            "retention_days": retention_days,
+            "oldest_goes_at": (
+                oldest + int(retention_days * 86_400_000) if oldest and retention_days else None
+            ),
         }
 
     def replay(
@@ -355,7 +382,7 @@ class DeadLetters:
                 args=[
                     dl.key,
                     dl.task_id or keys.task_id_for(dl.key),
-                    json.dumps(dl.request, ensure_ascii=False),
+                    seal(json.dumps(dl.request, ensure_ascii=False)),
                     dl.pool,
                     now_ms,
                     expires_ms,
@@ -380,25 +407,43 @@ class DeadLetters:
                 time.sleep(spare)
         return report
 
-    def purge(self, entries: list[DeadLetter], *, selection: str, user: str, host: str) -> int:
-        """Delete entries for good, leaving one audit record (when, what, how many, who, where)."""
-        ids = [dl.id for dl in entries]
+    def drop(self, entries: Sequence[DeadLetter]) -> int:
+        """Delete entries for good, with their histories and their records' requests (while the
+        record still stands for the entry: see ``drop_dead_letter.lua``); returns how many were
+        there. No audit record: the callers write theirs."""
+        script = self.r.register_script(DROP_SCRIPT)
         deleted = 0
-        for i in range(0, len(ids), 500):
-            deleted += int(self.r.xdel(keys.DEAD_LETTERS, *ids[i : i + 500]))
+        now = int(time.time() * 1000)
+        for i in range(0, len(entries), 500):
+            pipe = self.r.pipeline(transaction=False)
+            for dl in entries[i : i + 500]:
+                script(
+                    keys=[keys.DEAD_LETTERS, keys.bind_record(dl.key), keys.bind_history(dl.key)],
+                    args=[dl.id, now, 1 if dl.key else 0],
+                    client=pipe,
+                )
+            deleted += sum(int(n) for n in pipe.execute())
+        return deleted
+
+    def write_audit(self, op: str, entries: Sequence[DeadLetter], count: int, **fields: Any) -> None:
+        """One record in the audit stream: what, how many, which ids and codes, when (no numbers)."""
         self.r.xadd(
             keys.DEAD_LETTER_AUDIT,
             {
-                "op": "purge",
-                "selection": selection,
-                "count": deleted,
-                "user": user,
-                "host": host,
+                "op": op,
+                "count": count,
                 "at": int(time.time() * 1000),
-                "ids": json.dumps(ids[:1000]),
+                "ids": json.dumps([dl.id for dl in entries][:1000]),
                 "codes": json.dumps(dict(Counter(dl.code for dl in entries))),
+                **{k: str(v) for k, v in fields.items()},
             },
         )
+
+    def purge(self, entries: list[DeadLetter], *, selection: str, user: str, host: str) -> int:
+        """Delete entries for good (and their histories), leaving one audit record (when, what,
+        how many, who, where)."""
+        deleted = self.drop(entries)
+        self.write_audit("purge", entries, deleted, selection=selection, user=user, host=host)
         return deleted
 
     def audit(self, limit: int = 100) -> list[dict[str, str]]:

@@ -233,12 +233,19 @@ class Pump:
         watchdog: Watchdog | None = None,
         watchdog_every_ms: int = 5_000,
         wake_key: str | None = None,
+        retention: Callable[[], int] | None = None,
+        retention_every_ms: int = 60_000,
     ) -> None:
         self.queue = queue
         self.publish = publish
         self.watchdog = watchdog
         self.watchdog_every_ms = watchdog_every_ms
         self._last_watch = 0
+        # The dead-letter retention sweep (worker.retention): its own lock makes one pump of the
+        # cluster sweep per period; a failure is logged and never stops the delay queue.
+        self.retention = retention
+        self.retention_every_ms = retention_every_ms
+        self._last_retention = 0
         self.idle_sleep_s = idle_sleep_s
         self.batch = batch
         self._stop = threading.Event()
@@ -256,6 +263,12 @@ class Pump:
         if self.watchdog is not None and ts - self._last_watch > self.watchdog_every_ms:
             self._last_watch = ts
             self.watchdog.sweep()
+        if self.retention is not None and ts - self._last_retention > self.retention_every_ms:
+            self._last_retention = ts
+            try:
+                self.retention()
+            except Exception:
+                log.warning("dead-letter retention sweep failed; tried again next period", exc_info=True)
         due = self.queue.claim_due(self.batch)
         if due:
             self.publish(due)

@@ -16,6 +16,9 @@ def bind_record(key: str) -> str:
     return f"{PREFIX}:bind:{key}"
 
 
+BIND_RECORD_PATTERN = f"{PREFIX}:bind:*"  # SCAN pattern matching every bind_record (rekey, forget)
+
+
 def bind_lease(key: str) -> str:
     """String: held by the one worker currently attempting ``key``."""
     return f"{PREFIX}:lease:{key}"
@@ -108,6 +111,8 @@ def watchdog_lock(queue: str) -> str:
 DEAD_LETTERS = f"{PREFIX}:dlq"  # stream of dead letters, never trimmed
 DEAD_LETTER_AUDIT = f"{PREFIX}:dlq:audit"  # stream of purge / replay audit records
 BACKFILL_PREFIX = f"{PREFIX}:backfill"
+DATA_KEY_CHECK = f"{PREFIX}:datakey:check"  # string: a value sealed under AXB_DATA_KEY (worker.sealing)
+DLQ_RETENTION_LOCK = f"{PREFIX}:dlq:retention"  # string: held by the one pump sweeping old dead letters
 
 
 def park_line(scope: str) -> str:

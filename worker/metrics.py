@@ -36,6 +36,10 @@ VENDOR_LATENCY = Histogram(
 REPUBLISHED = Counter(
     "axb_watchdog_republished_total", "Keys the watchdog found with no message anywhere and published again"
 )
+DEAD_LETTERS_EXPIRED = Counter(
+    "axb_dead_letters_expired_total",
+    "Dead letters removed by the retention sweep (AXB_DLQ_RETENTION_DAYS), each with an audit record",
+)
 LIMITER_WAIT = Histogram(
     "axb_rate_limiter_wait_seconds",
     "Time a call waited for the cluster-wide rate limiter",

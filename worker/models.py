@@ -81,6 +81,10 @@ CST = timezone(timedelta(hours=8), "CST")
 EXPIRATION_FORMAT = "%Y-%m-%d %H:%M:%S"
 MIN_EXPIRATION_LEAD = timedelta(minutes=1)
 """An Expiration must lie *more* than this after now."""
+MAX_EXPIRATION_AHEAD = timedelta(days=366)
+"""An Expiration may lie at most this far ahead: records and histories holding phone numbers live
+until the Expiration (plus ``AXB_RESULT_TTL_EXTRA_S``), so this bounds how long they are kept."""
+TOO_FAR_AHEAD = "must be at most 366 days from now (UTC+8): personal data is not kept longer"
 
 CALL_TIMEOUT_API_RANGE_S = (0, 180)
 CALL_TIMEOUT_SDK_RANGE_S = (5, 20)
@@ -219,6 +223,8 @@ def _check_future(moment: datetime, info: ValidationInfo) -> None:
         now = now.replace(tzinfo=CST)
     if moment - now <= MIN_EXPIRATION_LEAD:
         raise _Problem(EXPIRE_DATE_ILLEGAL, "must be more than 1 minute from now (UTC+8)")
+    if moment - now > MAX_EXPIRATION_AHEAD:
+        raise _Problem(EXPIRE_DATE_ILLEGAL, TOO_FAR_AHEAD)
 
 
 def _is_blank(value: Any) -> bool:
@@ -729,6 +735,8 @@ def parse_expiration(value: Any, *, check_future: bool = True, now: datetime | N
                 ref = ref.replace(tzinfo=CST)
             if moment - ref <= MIN_EXPIRATION_LEAD:
                 raise _Problem(EXPIRE_DATE_ILLEGAL, "must be more than 1 minute from now (UTC+8)")
+            if moment - ref > MAX_EXPIRATION_AHEAD:
+                raise _Problem(EXPIRE_DATE_ILLEGAL, TOO_FAR_AHEAD)
         return moment
     except _Problem as exc:
         problem = exc
@@ -916,7 +924,7 @@ def bind_params(
             ref = now if isinstance(now, datetime) else datetime.now(UTC)
             if ref.utcoffset() is None:
                 ref = ref.replace(tzinfo=CST)
-            if expires[0] - ref <= MIN_EXPIRATION_LEAD:
+            if not MIN_EXPIRATION_LEAD < expires[0] - ref <= MAX_EXPIRATION_AHEAD:
                 return None
     except Exception:
         return None  # whatever it is, pydantic decides (and raises what it raises)

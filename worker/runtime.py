@@ -230,12 +230,19 @@ def start_pump() -> Pump:
         watchdog = Watchdog(
             rt.redis, rt.settings.queue, rt.settings.watchdog_s, publish, lock_ms=int(every_ms * 0.9)
         )
+        from worker.retention import Retention
+
+        retention = Retention(
+            rt.redis, rt.settings.dlq_retention_days, every_s=rt.settings.dlq_retention_sweep_s
+        )
         _pump = Pump(
             rt.delay,
             publish,
             watchdog=watchdog,
             watchdog_every_ms=every_ms,
             wake_key=keys.delay_wake(rt.settings.queue),
+            retention=retention.sweep,
+            retention_every_ms=int(rt.settings.dlq_retention_sweep_s * 1000),
         )
     _pump.start()
     return _pump

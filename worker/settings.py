@@ -96,6 +96,15 @@ class Settings(BaseSettings):
     # Worker slots (per process) that deliveries may take at once; the rest stay for binds.
     callback_concurrency: int = Field(default=4, ge=1)
 
+    # --- personal data at rest (worker.sealing, worker.retention) ------------------------------
+    # One or more comma-separated keys (32 random bytes, URL-safe base64); the first seals, all
+    # unseal. Unset: phone numbers and signed requests are stored in plaintext.
+    data_key: SecretStr | None = None
+    # Dead letters keep their personal data this long, then are removed (audited, counted).
+    dlq_retention_days: float = Field(default=30.0, gt=0)
+    # How often one worker of the cluster looks for dead letters past their retention.
+    dlq_retention_sweep_s: float = Field(default=60.0, gt=0)
+
     # --- observability -----------------------------------------------------------------------
     sentry_dsn: SecretStr | None = None
     sentry_environment: str = "production"

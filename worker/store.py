@@ -37,6 +37,7 @@ import redis
 from worker import keys
 from worker.hold import Hold
 from worker.redis_client import translated
+from worker.sealing import check_data_key, seal, unseal
 
 PENDING = "pending"
 RETRYING = "retrying"
@@ -264,6 +265,11 @@ local id = redis.call('XADD', KEYS[4], '*', 'key', r[1], 'task_id', r[2] or '', 
 redis.call('HSET', KEYS[1], 'status', 'dead_lettered', 'code', ARGV[1], 'message', ARGV[2],
   'request_id', ARGV[3], 'http_status', ARGV[4], 'dead_lettered_at', ARGV[5],
   'updated_at', ARGV[5], 'dlq_id', id)
+-- The outcome is settled: the signed request (both numbers, the signature) is never sent again.
+redis.call('HDEL', KEYS[1], 'inflight', 'inflight_at')
+-- A history started by this very dead letter (a first call refused) lives no longer than its record.
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
 redis.call('ZREM', KEYS[3], r[1])
 redis.call('ZREM', KEYS[5], r[1])
 axb_finished(KEYS[1], 'dead_lettered', KEYS[3], KEYS[5], ARGV[5])
@@ -430,8 +436,9 @@ class BindRecord:
             return int(v) if v not in (None, "") else None
 
         def js(name: str) -> Any:
+            # request, result and inflight hold phone numbers: sealed at rest (worker.sealing)
             v = data.get(name)
-            return json.loads(v) if v else None
+            return json.loads(unseal(v)) if v else None
 
         return cls(
             key=data.get("key", ""),
@@ -666,6 +673,7 @@ class BindStore:
         """:meth:`create_many` in two halves: the script calls go out now, in one write, and
         :meth:`PendingCreates.result` reads the answers; meanwhile Redis creates the records and
         the caller may do other work (a backfill validates its next chunk)."""
+        check_data_key(self.r)
         ts = now_ms()
         calls = []
         for i in range(0, len(rows), self.CREATE_BATCH):
@@ -675,7 +683,7 @@ class BindStore:
                     [
                         row["key"],
                         row["task_id"],
-                        row["request"],
+                        seal(row["request"]),
                         row["fingerprint"],
                         row["pool"],
                         str(row["deadline"]),
@@ -697,7 +705,7 @@ class BindStore:
         return [
             row["key"],
             row["task_id"],
-            row["request"],
+            seal(row["request"]),
             row["fingerprint"],
             row["pool"],
             ts,
@@ -714,6 +722,7 @@ class BindStore:
         and an extend takes the bind's next ``extend_seq``, in the same script. An existing
         operation is left as it is and reported, except an extend asked for again after a later
         one: it becomes the latest again (``created`` is then False and ``rearmed`` True)."""
+        check_data_key(self.r)
         pipe = self.r.pipeline(transaction=False)
         ts = now_ms()
         for row in rows:
@@ -877,7 +886,7 @@ class BindStore:
                 *self._finish_keys(key, ts),
             ],
             args=[
-                json.dumps(signed) if signed else "",
+                seal(json.dumps(signed)) if signed else "",
                 ts,
                 1 if account else 0,
                 probe_token,
@@ -936,7 +945,7 @@ class BindStore:
                     *self._finish_keys(key, ts),
                 ],
                 args=[
-                    json.dumps(result, ensure_ascii=False),
+                    seal(json.dumps(result, ensure_ascii=False)),
                     request_id,
                     ts,
                     expire_at_s,
@@ -976,7 +985,7 @@ class BindStore:
                     *self._finish_keys(key, ts),
                 ],
                 args=[
-                    json.dumps(result),
+                    seal(json.dumps(result)),
                     request_id,
                     ts,
                     expire_at_s,

@@ -21,7 +21,7 @@ from worker.sealing import KEY_BYTES, DataKeyError
 
 
 def _fail(message: str) -> None:
-    err_console.print(f"[red]refused:[/red] {message}", highlight=False)
+    err_console.print(f"[red]refused:[/red] {message}", highlight=False, soft_wrap=True)
     sys.exit(2)
 
 

@@ -15,12 +15,11 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from tests.pipeline_fixture import ROOT, WorkerProcess, apply_env, axb_env, wait_until
+from tests.pipeline_fixture import ROOT, WorkerProcess, apply_env, axb_env
 from worker import keys
 from worker.cli import main
 from worker.deadletters import DeadLetters
 from worker.producer import enqueue_bind, get_result
-from worker.rekey import rekey
 from worker.runtime import Runtime, get_runtime
 from worker.sealing import PREFIX, DataKeyError, DataKeys, data_keys, key_id, sealed_key_id
 from worker.settings import Settings

@@ -6,7 +6,7 @@ sealed and read back unsealed, here and only here: :func:`seal` at the boundarie
 are written, :func:`unseal` where they are read. Lua scripts only copy sealed blobs.
 
 - ``AXB_DATA_KEY`` is one or more comma-separated keys, each 32 random bytes in URL-safe
-  base64 (``python -c "import base64,os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())"``).
+  base64 (``axb keygen`` prints one).
   The first seals; every one unseals (rotation: put the new key first, run ``axb rekey``, then
   drop the old one).
 - A sealed value is ``axbenc1:<key id>:<base64url(nonce || ciphertext || tag)>``: a random 96-bit

@@ -84,7 +84,7 @@ MIN_EXPIRATION_LEAD = timedelta(minutes=1)
 MAX_EXPIRATION_AHEAD = timedelta(days=366)
 """An Expiration may lie at most this far ahead: records and histories holding phone numbers live
 until the Expiration (plus ``AXB_RESULT_TTL_EXTRA_S``), so this bounds how long they are kept."""
-TOO_FAR_AHEAD = "must be at most 366 days from now (UTC+8): personal data is not kept longer"
+TOO_FAR_AHEAD = "must be at most 366 days from now (UTC+8)"
 
 CALL_TIMEOUT_API_RANGE_S = (0, 180)
 CALL_TIMEOUT_SDK_RANGE_S = (5, 20)

@@ -19,10 +19,12 @@ import redis
 
 from tests.pipeline_fixture import ROOT, WorkerProcess, apply_env, axb_env, wait_until
 from tests.test_sealing import new_key
+from worker import keys
 from worker.producer import enqueue_bind, get_result
 from worker.runtime import Runtime, get_runtime
 
 GOOD, BAD, LATE = 12, 4, 3
+HELD = GOOD + BAD + LATE
 
 
 def number_a(i: int) -> str:
@@ -149,6 +151,19 @@ def test_a_real_backfill_with_a_data_key_leaves_no_number_anywhere_in_redis(
             ),
             timeout=60,
         )
+        # One bind held by an account hold: it waits on the delay queue (a delayed entry).
+        rt = get_runtime()
+        rt.store.halt_account(rt.settings.access_key_id, "isv.ACCOUNT_ABNORMAL", "test hold", 60)
+        enqueue_bind(
+            {
+                "PoolKey": "FC100000001",
+                "PhoneNoA": number_a(HELD),
+                "PhoneNoB": number_b(HELD),
+                "Expiration": expiration(),
+                "OutId": f"rest-{HELD}",
+            }
+        )
+        wait_until(lambda: rt.delay.depth() == 1, timeout=20)
     finally:
         worker.stop()
     assert summary["enqueued"] == GOOD + BAD
@@ -164,11 +179,26 @@ def test_a_real_backfill_with_a_data_key_leaves_no_number_anywhere_in_redis(
             }
         )
     client = get_runtime().redis
-    assert client.llen(get_runtime().settings.queue) >= 1
+    queue = get_runtime().settings.queue
+    # Celery messages carry idempotency keys only.
+    messages = [json.loads(m) for m in client.lrange(queue, 0, -1)]
+    assert len(messages) == LATE
+    for m in messages:
+        args, kwargs, _embed = json.loads(base64.b64decode(m["body"]))
+        carried = args[0] if isinstance(args[0], list) else args  # axb.bind_many: [[keys]]; else [key]
+        assert kwargs == {} and carried and all(k.startswith("rest-") for k in carried)
 
-    numbers = [n for i in range(GOOD + BAD + LATE) for n in (number_a(i), number_b(i))]
+    numbers = [n for i in range(HELD + 1) for n in (number_a(i), number_b(i))]
     texts = dump(client)
-    assert len(texts) > 200  # records, histories, dead letters, queue, watch set...
+    for name in (
+        queue,
+        keys.delayed(queue),
+        keys.watch(queue),
+        keys.DEAD_LETTERS,
+        keys.bind_history("rest-0"),
+    ):
+        assert name in texts  # each kind of key was read
+    assert any(t.startswith("_kombu.binding") for t in texts)
     assert spellings_found(texts, numbers) == []
 
     records = [get_result(f"rest-{i}") for i in range(GOOD + BAD)]

@@ -185,6 +185,36 @@ def test_a_worker_with_the_wrong_key_refuses_to_start_and_nothing_is_lost(
         worker.stop()
 
 
+def test_the_signed_request_kept_for_proof_is_sealed_and_opens_byte_for_byte(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, redis_client: redis.Redis
+) -> None:
+    """begin_attempt stores `inflight` sealed; the record gives back the very same signed request."""
+    from worker.store import BindStore
+
+    apply_env(monkeypatch, {"AXB_DATA_KEY": new_key()})
+    store = BindStore(redis_client)
+    store.create_many(
+        [
+            {
+                "key": "seal-20",
+                "task_id": keys.task_id_for("seal-20"),
+                "request": json.dumps(request(20)),
+                "fingerprint": "fp",
+                "pool": "FC100000001",
+                "deadline": 0,
+                "expires_at": 0,
+                "ttl_s": 3600,
+            }
+        ]
+    )
+    signed = {"method": "POST", "url": "http://x/?PhoneNoA=13800120020&Signature=abc", "signed_at": 1.5}
+    assert store.begin_attempt("seal-20", signed) == 1
+    raw = raw_field(redis_client, "seal-20", "inflight")
+    assert raw.startswith(PREFIX) and "13800120020" not in raw
+    rec = store.get("seal-20")
+    assert rec is not None and rec.inflight == signed
+
+
 # --- rekey -------------------------------------------------------------------------------------------
 
 

@@ -215,6 +215,23 @@ def test_the_signed_request_kept_for_proof_is_sealed_and_opens_byte_for_byte(
     assert rec is not None and rec.inflight == signed
 
 
+def test_with_a_key_a_lost_request_is_still_resent_byte_for_byte_and_binds_once(
+    celery_worker: Any, pipeline: Runtime, simulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The nonce-replay proof through a sealed `inflight`: one nonce at the vendor, one binding."""
+    from tests.test_pipeline import DropFirstRequest
+    from worker.client import DyplsClient
+
+    apply_env(monkeypatch, {"AXB_DATA_KEY": new_key()})
+    transport = DropFirstRequest()
+    rt = get_runtime()
+    rt._client = DyplsClient(rt.settings, transport=transport)
+    res = enqueue_bind(request(21)).result(timeout=15)
+    assert res.ok and res.attempts == 2 and transport.dropped == 1
+    calls = [c for c in simulator.ledger()["calls"] if c.get("out_id") == "seal-21"]
+    assert len(calls) == 1 and len(simulator.ledger()["bindings_by_out_id"]["seal-21"]) == 1
+
+
 # --- rekey -------------------------------------------------------------------------------------------
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 from click.testing import CliRunner
 
-from tests.pipeline_fixture import apply_env, wait_until
+from tests.pipeline_fixture import WorkerProcess, apply_env, axb_env, wait_until
 from tests.test_at_rest import dump, spellings_found
 from tests.test_sealing import new_key
 from worker import keys
@@ -58,7 +59,7 @@ def test_any_spelling_of_a_number_is_normalised_and_a_non_number_refused() -> No
 
 @pytest.mark.parametrize("sealed", [False, True], ids=["plaintext", "sealed"])
 def test_forget_erases_a_number_from_records_histories_and_dead_letters(
-    sealed: bool, celery_worker: Any, pipeline: Runtime, simulator: Any, monkeypatch: pytest.MonkeyPatch
+    sealed: bool, pipeline: Runtime, simulator: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """A bound trip, a dead letter and a held bind hold the number; another trip does not. After
     `axb forget`: the number is nowhere in Redis, the bound trip still reads back, the held bind
@@ -66,18 +67,15 @@ def test_forget_erases_a_number_from_records_histories_and_dead_letters(
     if sealed:
         apply_env(monkeypatch, {"AXB_DATA_KEY": new_key()})
     rt = get_runtime()
-    assert enqueue_bind(request("e-1", SUBJECT, "13900140001")).result(timeout=15).ok
-    refused = enqueue_bind(request("e-2", "13800140002", SUBJECT, PoolKey="FC999999999")).result(timeout=15)
-    assert refused.status == "dead_lettered"
-    assert enqueue_bind(request("e-3", "13800140003", "13900140003")).result(timeout=15).ok
-    # Calls on hold for the account: e-4 waits on the delay queue, never sent.
-    rt.store.halt_account(rt.settings.access_key_id, "isv.ACCOUNT_ABNORMAL", "test hold", 30)
-    enqueue_bind(request("e-4", "13800140004", SUBJECT))
-    wait_until(
-        lambda: (r := rt.store.get("e-4")) is not None and r.code == "isv.ACCOUNT_ABNORMAL", timeout=10
-    )
-
-    result = CliRunner().invoke(main, ["forget", "--phone", "+86 138-0014-0001", "--yes", "--json"])
+    worker = WorkerProcess(axb_env(), "-c", "4", log_path=tmp_path / "w.log").start()
+    try:
+        _bind_dead_letter_and_hold(rt)
+        result = CliRunner().invoke(main, ["forget", "--phone", "+86 138-0014-0001", "--yes", "--json"])
+        # The hold ends; a later bind goes through the same worker, and e-4 never does.
+        rt.redis.delete(keys.account_halt(rt.settings.access_key_id))
+        assert enqueue_bind(request("e-5", "13800140005", "13900140005")).result(timeout=30).ok
+    finally:
+        worker.stop()
     assert result.exit_code == 0, result.output
     counts = json.loads(result.output)
     assert counts == {
@@ -113,6 +111,20 @@ def test_forget_erases_a_number_from_records_histories_and_dead_letters(
 
     again = CliRunner().invoke(main, ["forget", "--phone", SUBJECT, "--yes", "--json"])
     assert json.loads(again.output)["erased"] == 0
+
+
+def _bind_dead_letter_and_hold(rt: Runtime) -> None:
+    """e-1 bound with the number, e-2 dead-lettered with it, e-3 bound without it, e-4 held with it."""
+    assert enqueue_bind(request("e-1", SUBJECT, "13900140001")).result(timeout=30).ok
+    refused = enqueue_bind(request("e-2", "13800140002", SUBJECT, PoolKey="FC999999999")).result(timeout=30)
+    assert refused.status == "dead_lettered"
+    assert enqueue_bind(request("e-3", "13800140003", "13900140003")).result(timeout=30).ok
+    # Calls on hold for the account: e-4 waits on the delay queue, never sent.
+    rt.store.halt_account(rt.settings.access_key_id, "isv.ACCOUNT_ABNORMAL", "test hold", 30)
+    enqueue_bind(request("e-4", "13800140004", SUBJECT))
+    wait_until(
+        lambda: (r := rt.store.get("e-4")) is not None and r.code == "isv.ACCOUNT_ABNORMAL", timeout=20
+    )
 
 
 def test_a_bind_with_a_request_at_the_vendor_is_left_alone_and_reported(

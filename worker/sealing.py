@@ -185,13 +185,14 @@ def check_data_key(client: Any, settings: Settings | None = None) -> None:
     tag = (id(client), dk)
     if tag in _checked:
         return
+    if dk.enabled:
+        # First process with a key: write the check value (NX: another process may race us, with
+        # another key; whichever value is there is then checked).
+        client.set(keys.DATA_KEY_CHECK, dk.seal(_CHECK_TEXT), nx=True)
     raw = client.get(keys.DATA_KEY_CHECK)
     stored = raw.decode() if isinstance(raw, bytes) else raw
-    if stored:
-        if dk.unseal(stored) != _CHECK_TEXT:
-            raise DataKeyError("the data key check value in Redis does not match")
-    elif dk.enabled:
-        client.set(keys.DATA_KEY_CHECK, dk.seal(_CHECK_TEXT), nx=True)
+    if stored and dk.unseal(stored) != _CHECK_TEXT:
+        raise DataKeyError("the data key check value in Redis does not match")
     _checked.add(tag)
 
 

@@ -15,14 +15,14 @@ import sys
 import click
 
 from worker.cli import err_console, main, out_console
+from worker.cli_errors import fail
 from worker.errors import InvalidRequestError
 from worker.masking import mask_obj
 from worker.sealing import KEY_BYTES, DataKeyError
 
 
 def _fail(message: str) -> None:
-    err_console.print(f"[red]refused:[/red] {message}", highlight=False, soft_wrap=True)
-    sys.exit(2)
+    fail(f"refused: {message}")
 
 
 @main.command()

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,9 @@ from worker.cli import main
 from worker.producer import enqueue_bind
 from worker.runtime import Runtime, get_runtime, reset_runtime
 from worker.settings import Settings, reset_settings_cache
+
+# At most 366 days ahead (worker.models.MAX_EXPIRATION_AHEAD).
+TOMORROW = (datetime.now(UTC) + timedelta(hours=8, days=1)).strftime("%Y-%m-%d %H:%M:%S")
 
 PHONE_KEY = "call-13800138000"
 
@@ -112,7 +116,7 @@ def test_result_shows_numbers_in_table_mode_with_show_numbers(rt: Runtime) -> No
     """Issue 11: --show-numbers still masked in table mode. JSON and table agree now."""
     enqueue_bind(
         {"PoolKey": "FC100000001", "PhoneNoA": "13800000001", "PhoneNoB": "13900000001",
-         "Expiration": "2099-12-01 12:00:00"},
+         "Expiration": TOMORROW},
         idempotency_key=PHONE_KEY,
     )  # fmt: skip
     for mode in ([], ["--json"]):

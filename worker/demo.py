@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -151,8 +152,12 @@ def main() -> int:
             fields = list(reader.fieldnames or [])
             writer = safe_writer(dst)  # every CSV we write escapes formula cells (read back as written)
             writer.writerow(fields)
+            # Future Expirations move to tomorrow (at most 366 days ahead, never stale); the row
+            # that shows a past one keeps it.
+            tomorrow = (datetime.now(UTC) + timedelta(hours=8, days=1)).strftime("%Y-%m-%d %H:%M:%S")
             for row in reader:
                 row["OutId"] = f"{row['OutId']}-{run}"
+                row["Expiration"] = min(row["Expiration"], tomorrow)  # one format: text order is time order
                 writer.writerow([row[f] for f in fields])
 
         console.print(f"\n$ axb backfill {SAMPLE.name} --wait --json")

@@ -153,7 +153,7 @@ def test_a_real_backfill_with_a_data_key_leaves_no_number_anywhere_in_redis(
         )
         # One bind held by an account hold: it waits on the delay queue (a delayed entry).
         rt = get_runtime()
-        rt.store.halt_account(rt.settings.access_key_id, "isv.ACCOUNT_ABNORMAL", "test hold", 60)
+        rt.holds.hold_account(rt.settings.access_key_id, "isv.ACCOUNT_ABNORMAL", "test hold", 60)
         enqueue_bind(
             {
                 "PoolKey": "FC100000001",

@@ -72,7 +72,7 @@ def test_forget_erases_a_number_from_records_histories_and_dead_letters(
         _bind_dead_letter_and_hold(rt)
         result = CliRunner().invoke(main, ["forget", "--phone", "+86 138-0014-0001", "--yes", "--json"])
         # The hold ends; a later bind goes through the same worker, and e-4 never does.
-        rt.redis.delete(keys.account_halt(rt.settings.access_key_id))
+        rt.redis.delete(keys.account_hold(rt.settings.access_key_id))
         assert enqueue_bind(request("e-5", "13800140005", "13900140005")).result(timeout=30).ok
     finally:
         worker.stop()
@@ -120,7 +120,7 @@ def _bind_dead_letter_and_hold(rt: Runtime) -> None:
     assert refused.status == "dead_lettered"
     assert enqueue_bind(request("e-3", "13800140003", "13900140003")).result(timeout=30).ok
     # Calls on hold for the account: e-4 waits on the delay queue, never sent.
-    rt.store.halt_account(rt.settings.access_key_id, "isv.ACCOUNT_ABNORMAL", "test hold", 30)
+    rt.holds.hold_account(rt.settings.access_key_id, "isv.ACCOUNT_ABNORMAL", "test hold", 30)
     enqueue_bind(request("e-4", "13800140004", SUBJECT))
     wait_until(
         lambda: (r := rt.store.get("e-4")) is not None and r.code == "isv.ACCOUNT_ABNORMAL", timeout=20

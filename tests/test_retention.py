@@ -51,7 +51,7 @@ def raw_record(client: redis.Redis, key: str) -> dict[str, str]:
 # --- the Expiration bound ------------------------------------------------------------------------
 
 
-def test_an_expiration_thousands_of_years_ahead_is_refused_before_any_call(settings: Any) -> None:
+def test_an_expiration_thousands_of_years_ahead_is_refused_before_any_call(pipeline: Runtime) -> None:
     """'9999-12-31 23:59:59' names Expiration and isv.EXPIRE_DATE_ILLEGAL, and nothing is stored."""
     with pytest.raises(InvalidRequestError) as info:
         enqueue_bind(request(1, Expiration="9999-12-31 23:59:59"))
@@ -60,7 +60,7 @@ def test_an_expiration_thousands_of_years_ahead_is_refused_before_any_call(setti
     assert get_result("ret-1") is None
 
 
-def test_the_cli_refuses_a_far_expiration_in_one_line_with_exit_code_2(settings: Any) -> None:
+def test_the_cli_refuses_a_far_expiration_in_one_line_with_exit_code_2(pipeline: Runtime) -> None:
     """`axb enqueue --expiration '9999-12-31 23:59:59'`: exit 2, the field and the code named."""
     result = CliRunner().invoke(
         main,
@@ -81,7 +81,7 @@ def test_the_cli_refuses_a_far_expiration_in_one_line_with_exit_code_2(settings:
 
 
 def test_an_expiration_within_the_bound_is_accepted_and_bounds_the_record_ttl(
-    settings: Any, redis_client: redis.Redis
+    pipeline: Runtime, redis_client: redis.Redis
 ) -> None:
     """365 days ahead is accepted; the record's TTL is at most 366 days plus the extra day."""
     enqueue_bind(request(3, Expiration=expiration(minutes=365 * 24 * 60)))
@@ -89,7 +89,7 @@ def test_an_expiration_within_the_bound_is_accepted_and_bounds_the_record_ttl(
     assert 365 * 86_400 < ttl_s <= 367 * 86_400
 
 
-def test_an_extend_beyond_the_bound_is_refused(settings: Any) -> None:
+def test_an_extend_beyond_the_bound_is_refused(pipeline: Runtime) -> None:
     """The same bound holds for UpdateSubscription's new Expiration."""
     from worker.producer import enqueue_extend
 
@@ -245,7 +245,7 @@ def test_one_pump_of_the_cluster_sweeps_per_period(settings: Any, redis_client: 
     assert second.sweep(now_ms=future, force=True) == 1
 
 
-def test_dlq_stats_shows_when_the_oldest_entry_goes(settings: Any, redis_client: redis.Redis) -> None:
+def test_dlq_stats_shows_when_the_oldest_entry_goes(pipeline: Runtime, redis_client: redis.Redis) -> None:
     """`axb dlq stats --json`: oldest_goes_at = the oldest dead_lettered_at + the retention."""
     store = BindStore(redis_client)
     _dead_letter_directly(store, "ret-50", 50)

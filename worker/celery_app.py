@@ -11,6 +11,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import celeryd_init, worker_ready, worker_shutdown, worker_shutting_down
 
+from worker.connections import celery_connection_config
 from worker.intake import install as install_intake
 from worker.settings import Settings, get_settings
 
@@ -20,9 +21,13 @@ class ConfigurationError(RuntimeError):
 
 
 def celery_config(s: Settings) -> dict[str, Any]:
+    # The broker URL, Sentinel's master_name and TLS come from worker/connections.py, where
+    # every other Redis client of the project is built too.
+    conn = celery_connection_config(s)
     return {
-        "broker_url": s.redis_url,
-        "result_backend": s.redis_url,
+        "broker_url": conn["broker_url"],
+        "result_backend": conn["result_backend"],
+        **{k: conn[k] for k in ("broker_use_ssl", "redis_backend_use_ssl") if k in conn},
         "task_default_queue": s.queue,
         "task_serializer": "json",
         "result_serializer": "json",
@@ -56,8 +61,12 @@ def celery_config(s: Settings) -> dict[str, Any]:
             "socket_keepalive": True,
             "health_check_interval": 10,
             "retry_on_timeout": True,
+            **conn.get("transport_options", {}),
         },
-        "result_backend_transport_options": {"retry_policy": {"timeout": 30.0}},
+        "result_backend_transport_options": {
+            "retry_policy": {"timeout": 30.0},
+            **conn.get("result_backend_transport_options", {}),
+        },
         "redis_socket_timeout": 10,
         "redis_socket_connect_timeout": 5,
         "redis_retry_on_timeout": True,

@@ -25,9 +25,11 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
+from worker.connections import redis_client
 from worker.csv_cells import safe_writer, unescape_cell
 from worker.masking import mask_number
 from worker.models import normalize_phone
+from worker.settings import Settings
 
 SAMPLE = Path(__file__).with_name("samples") / "sample.csv"
 console = Console(width=None if sys.stdout.isatty() else 130)
@@ -41,7 +43,8 @@ def _free_port() -> int:
 
 def _redis_ok(url: str) -> bool:
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+        probe = Settings(redis_url=url, redis_retry_s=0)
+        client = redis_client(probe, socket_timeout_s=1, connect_timeout_s=1)
         client.ping()
         client.close()
         return True

@@ -40,6 +40,10 @@ DEAD_LETTERS_EXPIRED = Counter(
     "axb_dead_letters_expired_total",
     "Dead letters removed by the retention sweep (AXB_DLQ_RETENTION_DAYS), each with an audit record",
 )
+WAIT_SHORTFALLS = Counter(
+    "axb_redis_wait_shortfalls_total",
+    "Redis WAITs answered by fewer replicas than AXB_REDIS_WAIT_REPLICAS (worker/replication.py)",
+)
 LIMITER_WAIT = Histogram(
     "axb_rate_limiter_wait_seconds",
     "Time a call waited for the cluster-wide rate limiter",

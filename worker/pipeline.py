@@ -299,7 +299,10 @@ def _attempt(rt: Runtime, rec: BindRecord, *, hold: Hold | None = None, lease_to
     rt.store.begin_attempt(
         key, signed.to_json_dict(), account=s.access_key_id, probe_token=probe, client=pipe
     )
-    raw_slot, raw_attempt = pipe.execute()
+    waiting = rt.store.wait.queue(pipe)  # the stored request on the replicas before it is sent
+    raw_slot, raw_attempt, *acked = pipe.execute()
+    if waiting:
+        rt.store.wait.check(acked[0])
     attempt = int(raw_attempt)
     if attempt == -3:
         return wait_out_hold(rt, rec, rt.holds.current(s.access_key_id))
@@ -578,6 +581,7 @@ def retry_or_dead_letter(
         keep_inflight=keep_inflight,
         throttled=throttled,
         outage=outage,
+        durable=True,
         **common,
     )
     log.info(

@@ -21,11 +21,12 @@ import redis
 
 from worker import keys
 from worker.client import DyplsClient
+from worker.connections import redis_client, wait_replicas
 from worker.delay import DelayQueue, Pump, Watchdog
 from worker.hold import Holds
 from worker.limiter import LATE_MIN_S, Limit, RateLimiter
 from worker.masking import mask_text
-from worker.redis_client import AxbRedis
+from worker.replication import ReplicaWait
 from worker.settings import Settings, get_settings
 from worker.store import BindStore
 
@@ -42,19 +43,14 @@ class Runtime:
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
-        client = AxbRedis.from_url(
-            settings.redis_url,
-            socket_timeout=10,
-            socket_connect_timeout=5,
-            socket_keepalive=True,
-            health_check_interval=10,
-            retry_on_timeout=True,
-            max_connections=max(64, settings.worker_concurrency * 4),
-        )
+        # One client for everything of this process, built where every Redis client is
+        # (worker/connections.py: plain, TLS or Sentinel, retried through a failover).
+        client = redis_client(settings, max_connections=max(64, settings.worker_concurrency * 4))
+        wait = ReplicaWait(wait_replicas(settings), settings.redis_wait_timeout_ms)
         return cls(
             settings=settings,
             redis=client,
-            store=BindStore(client, settings.queue, settings.watchdog_s),
+            store=BindStore(client, settings.queue, settings.watchdog_s, wait),
             delay=DelayQueue(client, settings.queue),
             limiter=RateLimiter(client),
             holds=Holds(client, settings),

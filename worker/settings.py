@@ -17,7 +17,26 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AXB_", extra="ignore")
 
     # --- connections -------------------------------------------------------------------------
+    # Redis: ``redis://``, ``rediss://`` (TLS) or Celery's Sentinel form
+    # ``sentinel://[:password@]host:port;sentinel://host:port/DB`` (see worker/connections.py).
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # The primary's name in Sentinel (``sentinel monitor <name> ...``); Sentinel URLs only.
+    redis_master_name: str = "mymaster"
+    # The sentinels' own password (``requirepass`` in sentinel.conf), if they have one; the
+    # password in the URL is the data nodes' (as Celery takes it).
+    redis_sentinel_password: SecretStr | None = None
+    # TLS (``rediss://``): the CA bundle that signed the server's certificate (default: the
+    # system's); ``ssl_ca_certs=`` in the URL's query does the same.
+    redis_ca_file: str | None = None
+    # A failed Redis command is retried (reconnecting, through Sentinel to the current
+    # primary) for about this long: it must outlast a failover (down-after-milliseconds plus
+    # the election, a few seconds to half a minute).
+    redis_retry_s: float = Field(default=30.0, ge=0)
+    # WAIT numreplicas timeout: records are acknowledged by this many replicas before a
+    # producer call returns, before a vendor call goes out and before a message is acked
+    # (worker/replication.py). 0: off. Unset: 1 with a Sentinel URL, else 0.
+    redis_wait_replicas: int | None = Field(default=None, ge=0)
+    redis_wait_timeout_ms: int = Field(default=1000, ge=1)
     endpoint: str = "https://dyplsapi.aliyuncs.com"
     access_key_id: str = "test-access-key-id"
     access_key_secret: SecretStr = SecretStr("test-access-key-secret")

@@ -37,6 +37,7 @@ import redis
 from worker import keys
 from worker.hold import Hold
 from worker.redis_client import translated
+from worker.replication import ReplicaWait
 from worker.sealing import check_data_key, seal, unseal
 
 PENDING = "pending"
@@ -633,8 +634,15 @@ class BindStore:
     # keeps it longer while it retries).
     CALLBACK_TTL_S = 3 * 86_400
 
-    def __init__(self, client: redis.Redis, queue: str = "axb.bind", watch_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        queue: str = "axb.bind",
+        watch_s: float = 60.0,
+        wait: ReplicaWait | None = None,
+    ) -> None:
         self.r = client
+        self.wait = wait or ReplicaWait()  # WAIT after the writes that carry a promise
         self.queue = queue
         self.delayed_key = keys.delayed(queue)
         self.watch_key = keys.watch(queue)
@@ -758,7 +766,11 @@ class BindStore:
     def mark_published(self, key_list: Sequence[str]) -> None:
         """Note that the messages of ``key_list`` are on the queue, a few thousand keys per call."""
         for i in range(0, len(key_list), self.MARK_BATCH):
-            self._mark_published(keys=[keys.bind_record(k) for k in key_list[i : i + self.MARK_BATCH]])
+            part = [keys.bind_record(k) for k in key_list[i : i + self.MARK_BATCH]]
+            if i + self.MARK_BATCH >= len(key_list):  # the producer call's last write: WAIT
+                self.wait.script(self.r, self._mark_published, part, [])
+            else:
+                self._mark_published(keys=part)
 
     # --- reads -------------------------------------------------------------------------------
 
@@ -872,29 +884,29 @@ class BindStore:
         (terminal: do not call) or -2 (an unbind cancelled the bind just now: do not call).
         With ``account``: -3 if calls are on hold (that account's, or the vendor's unless this
         delivery holds the probe lock with ``probe_token``; see :mod:`worker.hold`).
-        With ``client`` (a pipeline) the command is only queued on it."""
+        With ``client`` (a pipeline) the command is only queued on it (queue ``self.wait`` after
+        it)."""
         ts = now_ms()
-        res = self._begin(
-            keys=[
-                keys.bind_record(key),
-                keys.bind_history(key),
-                self.delayed_key,
-                self.watch_key,
-                keys.account_hold(account),
-                keys.VENDOR_HOLD,
-                keys.VENDOR_PROBE,
-                *self._finish_keys(key, ts),
-            ],
-            args=[
-                seal(json.dumps(signed)) if signed else "",
-                ts,
-                1 if account else 0,
-                probe_token,
-                *self._finish_args(key, ts),
-            ],
-            client=client,
-        )
-        return res if client is not None else int(res)
+        begin_keys = [
+            keys.bind_record(key),
+            keys.bind_history(key),
+            self.delayed_key,
+            self.watch_key,
+            keys.account_hold(account),
+            keys.VENDOR_HOLD,
+            keys.VENDOR_PROBE,
+            *self._finish_keys(key, ts),
+        ]
+        args: list[Any] = [
+            seal(json.dumps(signed)) if signed else "",
+            ts,
+            1 if account else 0,
+            probe_token,
+            *self._finish_args(key, ts),
+        ]
+        if client is not None:
+            return self._begin(keys=begin_keys, args=args, client=client)
+        return int(self.wait.script(self.r, self._begin, begin_keys, args))
 
     def unbegin(self, key: str, attempt: int, *, first: bool) -> None:
         """Undo :meth:`begin_attempt` for a call that did not go out after all."""
@@ -934,8 +946,10 @@ class BindStore:
         tkey = target or key
         ts = now_ms()
         return int(
-            self._op_succeed(
-                keys=[
+            self.wait.script(
+                self.r,
+                self._op_succeed,
+                [
                     keys.bind_record(key),
                     keys.bind_history(key),
                     self.delayed_key,
@@ -944,7 +958,7 @@ class BindStore:
                     keys.bind_history(tkey),
                     *self._finish_keys(key, ts),
                 ],
-                args=[
+                [
                     seal(json.dumps(result, ensure_ascii=False)),
                     request_id,
                     ts,
@@ -975,8 +989,10 @@ class BindStore:
         (what :meth:`note_finish` and :meth:`release_lease` would do)."""
         ts = now_ms()
         return int(
-            self._succeed(
-                keys=[
+            self.wait.script(
+                self.r,
+                self._succeed,
+                [
                     keys.bind_record(key),
                     keys.bind_history(key),
                     self.delayed_key,
@@ -984,7 +1000,7 @@ class BindStore:
                     keys.bind_lease(key),
                     *self._finish_keys(key, ts),
                 ],
-                args=[
+                [
                     seal(json.dumps(result)),
                     request_id,
                     ts,
@@ -1010,11 +1026,17 @@ class BindStore:
         hist: dict[str, Any] | None = None,
         throttled: bool = False,
         outage: bool = False,
+        durable: bool = False,
     ) -> int:
+        """Put ``key`` on the delay queue. ``durable``: WAIT for the replicas (a retry after a
+        vendor answer, which settled the stored request)."""
+        run = self.wait.script if durable else _plain
         return int(
-            self._schedule(
-                keys=[keys.bind_record(key), keys.bind_history(key), self.delayed_key],
-                args=[
+            run(
+                self.r,
+                self._schedule,
+                [keys.bind_record(key), keys.bind_history(key), self.delayed_key],
+                [
                     status,
                     due_ms,
                     code,
@@ -1043,8 +1065,10 @@ class BindStore:
     ) -> str | None:
         """Move ``key`` to the dead letters; returns the stream id (None if already terminal)."""
         ts = now_ms()
-        res = self._dead(
-            keys=[
+        res = self.wait.script(
+            self.r,
+            self._dead,
+            [
                 keys.bind_record(key),
                 keys.bind_history(key),
                 self.delayed_key,
@@ -1052,7 +1076,7 @@ class BindStore:
                 self.watch_key,
                 *self._finish_keys(key, ts),
             ],
-            args=[
+            [
                 code,
                 message,
                 request_id,
@@ -1076,6 +1100,11 @@ def _callback_fields(row: dict[str, Any]) -> list[str]:
     """A row's ``callback_url`` and ``callback_numbers`` ('1'/'0') as stored; none without a URL."""
     url = row.get("callback_url")
     return [url, "1" if row.get("callback_numbers") else "0"] if url else []
+
+
+def _plain(client: redis.Redis, script: Any, script_keys: Sequence[Any], args: Sequence[Any]) -> Any:
+    """A script call without WAIT (the signature of :meth:`ReplicaWait.script`)."""
+    return script(keys=script_keys, args=args)
 
 
 def _hist(h: dict[str, Any] | None) -> str:

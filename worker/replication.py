@@ -69,7 +69,10 @@ class ReplicaWait:
         if int(acked) >= self.replicas:
             return
         WAIT_SHORTFALLS.inc()
-        self._paused_until = time.monotonic() + PAUSE_S
+        now = time.monotonic()
+        was_paused, self._paused_until = now < self._paused_until, now + PAUSE_S
+        if was_paused:  # other threads' WAITs of the same moment: logged once
+            return
         log.warning(
             "redis WAIT: %d of %d replicas acknowledged within %d ms; this write may be lost in a "
             "failover; no WAIT for the next %.0f s",

@@ -24,6 +24,7 @@ from bench.drains import (
 )
 from bench.harness import OUT, Stack, bind_requests, expiration, phones, rss_mb
 from bench.report import Row
+from bench.wait import wait_cost
 from worker.csv_cells import safe_writer
 
 
@@ -638,6 +639,7 @@ SECTIONS: dict[str, tuple[Callable[[Stack, Config], list[Row]], str, str]] = {
     "latency": (latency, "latency at light load", "p99 < vendor + 25 ms"),
     "enqueue": (enqueue, "enqueue", "≥ 20,000 rows/s"),
     "memory": (memory, "memory", "flat RSS"),
+    "wait": (wait_cost, "Redis WAIT (1 replica)", ""),
 }
 
 

@@ -232,3 +232,45 @@ def replica_client(cluster: SentinelCluster) -> redis.Redis:
 
 def shortfalls() -> float:
     return REGISTRY.get_sample_value("axb_redis_wait_shortfalls_total") or 0.0
+
+
+def test_clients_follow_a_failover_to_the_new_primary(on_sentinel: Runtime, cluster: SentinelCluster) -> None:
+    """SENTINEL FAILOVER: the old primary turns replica under our idle connections. Plain
+    commands, a script with WAIT and a producer call all land on the new primary. (Runs last:
+    the module's cluster has another primary afterwards.)"""
+    from worker import enqueue_bind
+
+    enqueue_bind({**REQ, "OutId": "f-1"})
+    enqueue_bind({**REQ, "OutId": "f-0"})
+    assert on_sentinel.store.dead_letter("f-0", code="test", message="before") is not None
+    old = cluster.primary_port()
+    sentinel = redis.Redis(port=next(iter(cluster.sentinel_procs)), socket_timeout=5)
+    try:
+        sentinel.execute_command("SENTINEL", "FAILOVER", "mymaster")
+    finally:
+        sentinel.close()
+    new = cluster.wait_promotion(old, timeout_s=30)
+    # The old primary is a replica now; the pool's idle connections still point at it.
+    wait_until(lambda: replica_role(cluster, old), timeout=30)
+    # A script that writes nothing (f-0 is already terminal) with its WAIT, a script that writes.
+    assert on_sentinel.store.dead_letter("f-0", code="test", message="again") is None
+    assert on_sentinel.store.schedule("f-1", due_ms=1, code="test", durable=True) == 1
+    on_sentinel.redis.set("after-failover", "1")
+    enqueue_bind({**REQ, "OutId": "f-2"})
+    primary = cluster.data_client(new)
+    try:
+        assert primary.get("after-failover") == b"1"
+        assert primary.hget(keys.bind_record("f-1"), "code") == b"test"
+        assert primary.exists(keys.bind_record("f-2")) == 1
+    finally:
+        primary.close()
+
+
+def replica_role(cluster: SentinelCluster, port: int) -> bool:
+    c = cluster.data_client(port)
+    try:
+        return bool(c.info("replication").get("role") == "slave")
+    except redis.RedisError:
+        return False
+    finally:
+        c.close()

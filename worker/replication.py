@@ -32,7 +32,7 @@ from typing import Any
 
 import redis
 from redis.commands.core import Script
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ReadOnlyError
 
 from worker.metrics import WAIT_SHORTFALLS
 from worker.redis_client import translated
@@ -45,9 +45,10 @@ PAUSE_S = 5.0
 class ReplicaWait:
     """Where and how long to WAIT; ``replicas == 0`` turns it off."""
 
-    def __init__(self, replicas: int = 0, timeout_ms: int = 1000) -> None:
+    def __init__(self, replicas: int = 0, timeout_ms: int = 1000, retry_s: float = 30.0) -> None:
         self.replicas = replicas
         self.timeout_ms = timeout_ms
+        self.retry_s = retry_s
         self._paused_until = 0.0
 
     @property
@@ -83,21 +84,42 @@ class ReplicaWait:
         )
 
     def script(self, client: redis.Redis, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        """Run a registered script, then WAIT, in one round trip; the script's answer."""
+        """Run a registered script, then WAIT, in one round trip; the script's answer.
+
+        Right after a failover a connection may reach the old primary, back as a replica (a
+        sentinel that has not caught up named it): the script is refused there, or WAIT is.
+        Then the idle connections are dropped (the next one asks the sentinels again) and the
+        pair is sent again, for up to ``retry_s``, as redis-py retries a lost connection."""
         if not self.active:
             return script(keys=keys, args=args)
-        for _ in range(2):
+        deadline = time.monotonic() + self.retry_s
+        pause_s = 0.1
+        while True:
             pipe: Any = client.pipeline(transaction=False)
             pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
             pipe.execute_command("WAIT", self.replicas, self.timeout_ms)
             res, acked = pipe.execute(raise_on_error=False)
             if isinstance(res, NoScriptError):  # Redis restarted or failed over: load it, again
                 client.script_load(script.script)
-                continue
-            if isinstance(res, redis.RedisError):
+            elif on_a_replica(res) or on_a_replica(acked):
+                if time.monotonic() > deadline:
+                    raise redis.ConnectionError("Redis answers as a replica: no primary to write to")
+                client.connection_pool.disconnect(inuse_connections=False)
+                time.sleep(pause_s)
+                pause_s = min(1.0, pause_s * 2)
+            elif isinstance(res, redis.RedisError):
                 raise translated(res)
-            if isinstance(res, Exception):
+            elif isinstance(res, Exception):
                 raise res
-            self.check(acked)
-            return res
-        return script(keys=keys, args=args)  # not reached unless the script vanishes twice
+            else:
+                self.check(acked)
+                return res
+
+
+def on_a_replica(reply: Any) -> bool:
+    """A write or a WAIT refused because the server is a replica (a demoted primary)."""
+    if isinstance(reply, ReadOnlyError):
+        return True
+    return isinstance(reply, redis.ResponseError) and (
+        "cannot be used with replica" in str(reply) or "read only replica" in str(reply)
+    )

@@ -46,7 +46,7 @@ class Runtime:
         # One client for everything of this process, built where every Redis client is
         # (worker/connections.py: plain, TLS or Sentinel, retried through a failover).
         client = redis_client(settings, max_connections=max(64, settings.worker_concurrency * 4))
-        wait = ReplicaWait(wait_replicas(settings), settings.redis_wait_timeout_ms)
+        wait = ReplicaWait(wait_replicas(settings), settings.redis_wait_timeout_ms, settings.redis_retry_s)
         return cls(
             settings=settings,
             redis=client,

@@ -48,6 +48,12 @@ def _start_replica(stack: Stack) -> Proc:
         time.sleep(0.1)
 
 
+def _waits(stack: Stack) -> int:
+    """WAIT commands the stack's Redis has run so far (INFO commandstats; flushes keep it)."""
+    stats = stack.r.info("commandstats").get("cmdstat_wait", {})
+    return int(stats.get("calls", 0))
+
+
 def _producer_wait(replicas: int) -> None:
     """This process's producer, with WAIT for ``replicas`` (0: off)."""
     from worker.runtime import reset_runtime
@@ -86,15 +92,21 @@ def wait_cost(stack: Stack, cfg: object) -> list[Row]:
     rows: list[Row] = []
     try:
         rates: dict[str, dict[int, float]] = {"singles": {}, "bulk": {}}
+        waits: dict[str, dict[int, int]] = {"singles": {}, "bulk": {}, "drain": {}}
         drains: dict[int, Drain] = {}
         for w in (0, 1):  # each figure next to its twin in time
             _producer_wait(w)
             stack.log(f"wait: enqueue_bind x{singles_n}, WAIT {w}")
+            before = _waits(stack)
             rates["singles"][w] = _singles(stack, singles_n, f"ws{w}")
+            waits["singles"][w] = _waits(stack) - before
             stack.log(f"wait: enqueue_binds of {bulk_n:,}, WAIT {w}")
+            before = _waits(stack)
             rates["bulk"][w] = _bulk(stack, bulk_n, f"wb{w}")
+            waits["bulk"][w] = _waits(stack) - before
         _producer_wait(0)
         for w in (0, 1):
+            before = _waits(stack)
             drains[w] = drain_ours(
                 stack,
                 f"drain 0 ms, WAIT {w}",
@@ -106,6 +118,7 @@ def wait_cost(stack: Stack, cfg: object) -> list[Row]:
                 tag=f"wd{w}",
                 env={"AXB_REDIS_WAIT_REPLICAS": str(w)},
             )
+            waits["drain"][w] = _waits(stack) - before
     finally:
         stack.stop(replica)
         os.environ.pop("AXB_REDIS_WAIT_REPLICAS", None)
@@ -116,11 +129,16 @@ def wait_cost(stack: Stack, cfg: object) -> list[Row]:
         ("bulk", f"`enqueue_binds` of {bulk_n:,} rows", "rows/s"),
     ):
         off, on = rates[what][0], rates[what][1]
-        rows.append(Row(f"WAIT off: {label}", f"{off:,.0f} {unit}", "baseline", value=off, unit=unit))
+        n_off, n_on = waits[what][0], waits[what][1]
+        rows.append(
+            Row(
+                f"WAIT off: {label}", f"{off:,.0f} {unit} ({n_off:,} WAITs)", "baseline", value=off, unit=unit
+            )
+        )
         rows.append(
             Row(
                 f"WAIT 1 replica: {label}",
-                f"{on:,.0f} {unit}",
+                f"{on:,.0f} {unit} ({n_on:,} WAITs)",
                 f"{on / off:.2f}× WAIT off",
                 value=on,
                 unit=unit,
@@ -129,14 +147,21 @@ def wait_cost(stack: Stack, cfg: object) -> list[Row]:
         )
     off_d, on_d = drains[0], drains[1]
     desc = f"drain of {cfg.n:,} binds at 0 ms, {cfg.processes}× `axb worker -c {cfg.concurrency}`"
+    off_fig = f"{off_d.rate:,.0f} binds/s ({waits['drain'][0]:,} WAITs)"
     rows.append(
-        Row(f"WAIT off: {desc}", f"{off_d.rate:,.0f} binds/s", "baseline", value=off_d.rate, unit="binds/s",
-            details=off_d.as_dict())
-    )  # fmt: skip
+        Row(
+            f"WAIT off: {desc}",
+            off_fig,
+            "baseline",
+            value=off_d.rate,
+            unit="binds/s",
+            details=off_d.as_dict(),
+        )
+    )
     rows.append(
         Row(
             f"WAIT 1 replica: {desc}",
-            f"{on_d.rate:,.0f} binds/s",
+            f"{on_d.rate:,.0f} binds/s ({waits['drain'][1]:,} WAITs)",
             f"{on_d.rate / off_d.rate:.2f}× WAIT off",
             value=on_d.rate,
             unit="binds/s",

@@ -29,8 +29,8 @@ from worker import keys
 from worker.celery_app import celery_config
 from worker.cli import main
 from worker.connections import RedisUrlError, celery_connection_config, parse_sentinel_url
-from worker.runtime import Runtime, get_runtime
-from worker.settings import Settings
+from worker.runtime import Runtime, get_runtime, reset_runtime
+from worker.settings import Settings, reset_settings_cache
 
 pytestmark = [pytest.mark.timeout(180)]
 
@@ -83,6 +83,20 @@ def test_a_sentinel_url_is_read_the_way_celery_writes_it() -> None:
         with pytest.raises(RedisUrlError, match=says) as err:
             celery_connection_config(Settings(redis_url=bad))
         assert "x@" not in str(err.value) and ":y" not in str(err.value)  # no password echoed
+
+
+def test_a_redis_url_that_cannot_be_used_is_a_one_line_cli_error(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exit code 2, the reason, no traceback and no password."""
+    for url in ("sentinel://:hunter2@a:port", "mysql://:hunter2@a:1/0"):
+        monkeypatch.setenv("AXB_REDIS_URL", url)
+        reset_settings_cache()
+        reset_runtime()
+        out = CliRunner().invoke(main, ["dlq", "stats"])
+        assert out.exit_code == 2, out.output
+        assert "AXB_REDIS_URL" in out.output and len(out.output.strip().splitlines()) == 1
+        assert "Traceback" not in out.output and "hunter2" not in out.output
 
 
 def test_every_cli_command_and_the_python_api_work_through_a_sentinel_url(

@@ -29,6 +29,7 @@ from redis.exceptions import ReadOnlyError
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
+from worker.errors import AxbError
 from worker.redis_client import AxbRedis
 from worker.settings import Settings
 
@@ -38,9 +39,9 @@ _SSL_QUERY = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "s
 _CERT_REQS = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
 
 
-class RedisUrlError(ValueError):
+class RedisUrlError(AxbError, ValueError):
     """``AXB_REDIS_URL`` (or a TLS / Sentinel setting) cannot be used; the message never holds
-    the password."""
+    the password. (An :class:`AxbError`: ``axb`` prints it as one line, exit code 2.)"""
 
 
 @dataclass(frozen=True)
@@ -200,10 +201,10 @@ def redis_client(
     try:
         url = strip_tls_query(s.redis_url) if tls else s.redis_url
         return AxbRedis.from_url(url, **options, **(tls or {}))
-    except ValueError as exc:
+    except ValueError:
+        scheme = urlsplit(s.redis_url.strip()).scheme or "none"
         raise RedisUrlError(
-            "AXB_REDIS_URL must start with redis://, rediss://, unix:// or sentinel:// "
-            f"({str(exc).split(':')[0]})"
+            f"AXB_REDIS_URL must start with redis://, rediss://, unix:// or sentinel:// (not {scheme}://)"
         ) from None
 
 

@@ -75,7 +75,9 @@ class SentinelCluster:
 
     # --- processes ---------------------------------------------------------------------------
 
-    def start_node(self, port: int, replica_of: int | None = None) -> None:
+    def start_node(self, port: int, replica_of: int | None = None, *, promotable: bool = True) -> None:
+        """``promotable=False``: ``replica-priority 0`` (a node that comes back empty must not be
+        promoted before its first sync: Sentinel would take its empty data set for the truth)."""
         d = self.dir / f"node-{port}"
         d.mkdir(exist_ok=True)
         args = [
@@ -88,11 +90,14 @@ class SentinelCluster:
             "--requirepass", PASSWORD,
             "--masterauth", PASSWORD,
             "--maxmemory-policy", "noeviction",
-            "--loglevel", "warning",
+            "--loglevel", "notice",
+            "--logfile", str(d / "redis.log"),
             "--enable-debug-command", "local",  # DEBUG SLEEP: a replica that falls behind
         ]  # fmt: skip
         if replica_of is not None:
             args += ["--replicaof", "127.0.0.1", str(replica_of)]
+        if not promotable:
+            args += ["--replica-priority", "0"]
         self.nodes[port] = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait_ping(port, PASSWORD)
 
@@ -109,9 +114,10 @@ class SentinelCluster:
             f"sentinel down-after-milliseconds {MASTER} {self.down_after_ms}\n"
             f"sentinel failover-timeout {MASTER} {self.failover_timeout_ms}\n"
             f"sentinel parallel-syncs {MASTER} 1\n"
+            f"logfile {d / 'sentinel.log'}\n"
         )
         self.sentinel_procs[port] = subprocess.Popen(
-            [_exe(), str(conf), "--sentinel", "--loglevel", "warning"],
+            [_exe(), str(conf), "--sentinel", "--loglevel", "notice"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -165,6 +171,13 @@ class SentinelCluster:
     def data_client(self, port: int | None = None) -> redis.Redis:
         return redis.Redis(port=port or self.primary_port(), password=PASSWORD, socket_timeout=5)
 
+    def make_promotable(self, port: int) -> None:
+        c = self.data_client(port)
+        try:
+            c.config_set("replica-priority", 100)
+        finally:
+            c.close()
+
     def replicas_in_sync(self) -> int:
         try:
             c = self.data_client()
@@ -179,6 +192,33 @@ class SentinelCluster:
             for k, v in info.items()
             if k.startswith("slave") and isinstance(v, dict) and v.get("state") == "online"
         )
+
+    def describe(self) -> dict[str, Any]:
+        """Each node's role, keys and link, and what each sentinel names (for a failing test)."""
+        out: dict[str, Any] = {}
+        for port in self.nodes:
+            c = self.data_client(port)
+            try:
+                info = c.info("replication")
+                out[f"node {port}"] = {
+                    "role": info.get("role"),
+                    "keys": c.dbsize(),
+                    "link": info.get("master_link_status"),
+                    "master_port": info.get("master_port"),
+                }
+            except redis.RedisError as exc:
+                out[f"node {port}"] = repr(exc)
+            finally:
+                c.close()
+        for port in self.sentinel_procs:
+            s = redis.Redis(port=port, decode_responses=True, socket_timeout=1)
+            try:
+                out[f"sentinel {port}"] = s.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER)
+            except redis.RedisError as exc:
+                out[f"sentinel {port}"] = repr(exc)
+            finally:
+                s.close()
+        return out
 
     def kill(self, port: int) -> None:
         """SIGKILL a data node (no shutdown, nothing flushed)."""

@@ -1,19 +1,20 @@
 """Redis Sentinel failover mid-drain: nothing lost, nothing bound twice, the worker follows.
 
-A primary, one replica and three sentinels (tests/sentinel_cluster.py, failover in a few
-seconds). A backfill is drained by a real `axb worker`; the primary is SIGKILLed mid-drain; the
-sentinels promote the replica; the killed node comes back as a replica of the new primary (as a
-supervisor would restart it). Every bind must end once (tests/chaos_harness.py: bindings counted
-per key at the simulator) within two minutes of the promotion, the worker must still be running
-and consuming (a batch enqueued after the promotion is drained too), and WAIT (on by default
-with a Sentinel URL) is what keeps the records a producer or a vendor call relied on.
+A primary, one replica and three sentinels (tests/sentinel_cluster.py; failover in a few
+seconds; the nodes' and sentinels' logs stay in the test's tmp_path). A backfill is drained by
+a real `axb worker`; the primary is SIGKILLed mid-drain; the sentinels promote the replica; the
+killed node comes back, empty, as a replica of the new primary (as a supervisor would restart
+it), not promotable until its first sync is done. Every bind must end once
+(tests/chaos_harness.py: bindings counted per key at the simulator) within two minutes of the
+promotion, the worker must still be running and consuming (a batch enqueued after the
+promotion is drained too), and WAIT (on by default with a Sentinel URL) is what keeps the
+records a producer or a vendor call relied on.
 
 300 binds in `make test` (about 30 s); 3,000 with AXB_CHAOS_FULL=1 (`make chaos`).
 """
 
 from __future__ import annotations
 
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -34,13 +35,13 @@ N = 3000 if FULL else 300
 
 
 @pytest.fixture
-def cluster() -> Iterator[SentinelCluster]:
-    with tempfile.TemporaryDirectory(prefix="axb-failover-") as d:
-        c = SentinelCluster(Path(d)).start()
-        try:
-            yield c
-        finally:
-            c.stop()
+def cluster(tmp_path: Path) -> Iterator[SentinelCluster]:
+    # down-after 2 s: a loaded test machine must not make the sentinels fail over by themselves.
+    c = SentinelCluster(tmp_path, down_after_ms=2000, failover_timeout_ms=4000).start()
+    try:
+        yield c
+    finally:
+        c.stop()
 
 
 def expiration() -> str:
@@ -75,13 +76,17 @@ def test_the_primary_killed_mid_drain_fails_over_and_loses_nothing(
         killed = time.monotonic()
         new = cluster.wait_promotion(old, timeout_s=60)
         promoted = time.monotonic()
-        cluster.start_node(old, replica_of=new)  # the supervisor restarts it: a replica now
+        # The supervisor restarts it, empty: a replica of the new primary, not promotable until
+        # its first sync is done (see the README: Production: Redis setups).
+        cluster.start_node(old, replica_of=new, promotable=False)
 
+        wait_until(lambda: cluster.replicas_in_sync() >= 1, timeout=60)
+        cluster.make_promotable(old)
         more = ChaosRun(rt, simulator, 20, f"fo2-{uuid.uuid4().hex[:4]}")
         more.enqueue(expiration())  # the producer follows the failover by itself
         recover = run.wait(120, since=promoted)
-        assert recover is not None, run.diagnose()
-        assert more.wait(60) is not None, more.diagnose()
+        assert recover is not None, (run.diagnose(), cluster.describe(), missing(run))
+        assert more.wait(60) is not None, (more.diagnose(), cluster.describe(), missing(more))
         assert worker.proc is not None and worker.proc.poll() is None  # never stopped
     finally:
         worker.stop()
@@ -96,3 +101,8 @@ def test_the_primary_killed_mid_drain_fails_over_and_loses_nothing(
     assert rep.lost == 0 and rep.silent_duplicates == 0 and rep.duplicated == 0
     assert more.check().lost == 0
     assert recover < 120
+
+
+def missing(run: ChaosRun) -> int:
+    """Accepted keys with no record at all on the current primary."""
+    return sum(1 for rec in run.rt.store.get_many(run.keys) if rec is None)

@@ -197,3 +197,20 @@ def test_a_bind_goes_through_a_worker_over_tls(
     finally:
         worker.stop()
     assert get_runtime().redis.connection_pool.connection_kwargs["ssl_ca_certs"] == str(tls_redis.ca)
+
+
+def test_a_plain_url_after_a_tls_one_clears_the_brokers_tls_options(
+    settings: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Reconfiguring the one Celery app from rediss:// to redis:// leaves no TLS option behind
+    (a stale CA path made every later broker connection of the process fail)."""
+    from worker.celery_app import app
+
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not used: the options are only built")
+    port = settings.redis_url.rsplit(":", 1)[1]
+    apply_env(monkeypatch, {"AXB_REDIS_URL": f"rediss://127.0.0.1:{port}", "AXB_REDIS_CA_FILE": str(ca)})
+    assert app.conf.broker_use_ssl and app.conf.broker_use_ssl["ssl_ca_certs"] == str(ca)
+    monkeypatch.delenv("AXB_REDIS_CA_FILE")
+    apply_env(monkeypatch, {"AXB_REDIS_URL": settings.redis_url})
+    assert app.conf.broker_use_ssl is None and app.conf.redis_backend_use_ssl is None

@@ -27,7 +27,9 @@ def celery_config(s: Settings) -> dict[str, Any]:
     return {
         "broker_url": conn["broker_url"],
         "result_backend": conn["result_backend"],
-        **{k: conn[k] for k in ("broker_use_ssl", "redis_backend_use_ssl") if k in conn},
+        # Always set (None without TLS): configure() on an app that had TLS must clear them.
+        "broker_use_ssl": conn.get("broker_use_ssl"),
+        "redis_backend_use_ssl": conn.get("redis_backend_use_ssl"),
         "task_default_queue": s.queue,
         "task_serializer": "json",
         "result_serializer": "json",

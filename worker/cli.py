@@ -626,9 +626,10 @@ def dlq_watch(code: str | None, interval: float, count: int, show_numbers: bool)
         return
 
 
-# The trip lifecycle commands (``axb unbind``, ``axb extend``), ``axb status`` and the personal
-# data commands (``axb keygen``, ``axb rekey``, ``axb forget``) live in their own modules.
-from worker import cli_data, cli_lifecycle, cli_status  # noqa: E402, F401
+# The trip lifecycle commands (``axb unbind``, ``axb extend``), ``axb status``, the personal
+# data commands (``axb keygen``, ``axb rekey``, ``axb forget``), ``axb api`` and ``axb token``
+# live in their own modules.
+from worker import cli_api, cli_data, cli_lifecycle, cli_status, cli_tokens  # noqa: E402, F401
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -154,3 +154,14 @@ def task_id_for(key: str, action: str = "bind") -> str:
     # uuid.UUID costs more than the hash).
     h = hashlib.sha1(_TASK_NS_BYTES + f"{action}:{key}".encode(), usedforsecurity=False).hexdigest()
     return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_UUID_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+
+
+# --- the HTTP API (worker.tokens, worker.api) ---------------------------------------------------
+
+API_TOKENS = f"{PREFIX}:api:tokens"  # hash: token id -> JSON (name, scopes, SHA-256, created, revoked)
+API_TOKEN_NAMES = f"{PREFIX}:api:token-names"  # hash: name -> id of the name's live token
+
+
+def api_rate_scope(token_id: str) -> str:
+    """Limiter scope (see :func:`rate_tat`) of one API token's requests."""
+    return f"api:{token_id}"

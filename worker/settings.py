@@ -124,6 +124,14 @@ class Settings(BaseSettings):
     # How often one worker of the cluster looks for dead letters past their retention.
     dlq_retention_sweep_s: float = Field(default=60.0, gt=0)
 
+    # --- the HTTP API (axb api) ----------------------------------------------------------------
+    # Requests per second per token (GCRA in Redis, shared by every API process); a batch call
+    # counts as one request. Over it: 429 with Retry-After.
+    api_rate_limit_qps: float = Field(default=1000.0, gt=0)
+    api_rate_limit_burst: int = Field(default=200, ge=1)
+    # Request bodies above this are refused with 413 before they are read whole.
+    api_max_body_bytes: int = Field(default=2_000_000, ge=1024)
+
     # --- observability -----------------------------------------------------------------------
     sentry_dsn: SecretStr | None = None
     sentry_environment: str = "production"

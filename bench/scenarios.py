@@ -23,6 +23,7 @@ from bench.drains import (
     wait_terminal,
 )
 from bench.harness import OUT, Stack, bind_requests, expiration, phones, rss_mb
+from bench.http_door import http_door
 from bench.report import Row
 from bench.wait import wait_cost
 from worker.csv_cells import safe_writer
@@ -640,6 +641,11 @@ SECTIONS: dict[str, tuple[Callable[[Stack, Config], list[Row]], str, str]] = {
     "enqueue": (enqueue, "enqueue", "≥ 20,000 rows/s"),
     "memory": (memory, "memory", "flat RSS"),
     "wait": (wait_cost, "Redis WAIT (1 replica)", ""),
+    "api": (
+        http_door,
+        "HTTP door (axb api)",
+        "batch ≥ 0.5× enqueue_binds; POST → callback p99 ≤ vendor + 50 ms",
+    ),
 }
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.api_fixture import ApiProcess, api_pipeline_fixture, api_server_fixture, make_token
+from tests.pipeline_fixture import ROOT
 
 api_server = api_server_fixture()
 pipeline = api_pipeline_fixture()
@@ -44,7 +45,7 @@ def test_schemathesis_finds_no_server_error_and_no_answer_outside_the_schema(
             "--workers",
             "2",
             "--phases",
-            "examples,coverage,fuzzing",
+            "examples,coverage,fuzzing,stateful",
             "--output-sanitize",
             "true",
             "--request-timeout",
@@ -53,6 +54,7 @@ def test_schemathesis_finds_no_server_error_and_no_answer_outside_the_schema(
         capture_output=True,
         text=True,
         timeout=100,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks"},
         cwd=tmp_path,
         check=False,
     )

@@ -632,4 +632,8 @@ def dlq_watch(code: str | None, interval: float, count: int, show_numbers: bool)
 from worker import cli_api, cli_data, cli_lifecycle, cli_status, cli_tokens  # noqa: E402, F401
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    # `python -m worker.cli` runs this file as __main__, a second copy of the module: the commands
+    # above register on worker.cli's group, so run that one.
+    from worker.cli import main as registered_main
+
+    registered_main()

@@ -1,11 +1,10 @@
-"""What every ``/v1`` route shares: the documented error answers and the callback arguments."""
+"""What every ``/v1`` route shares: the documented error answers."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from worker.api.schemas import ErrorBody
-from worker.tokens import Principal
 
 _ERRORS = {
     400: "the body is not JSON",
@@ -24,11 +23,3 @@ def error_responses(*extra: tuple[int, str]) -> dict[int | str, dict[str, Any]]:
         status: {"model": ErrorBody, "description": text} for status, text in (*_ERRORS.items(), *extra)
     }
     return out
-
-
-def callback_args(url: str | None, principal: Principal) -> dict[str, Any]:
-    """``callback_url=`` / ``callback_numbers=`` for the producer: numbers go unmasked to the
-    callback only when the token that asked may see them."""
-    if url is None:
-        return {}
-    return {"callback_url": url, "callback_numbers": principal.has("numbers")}

@@ -7,6 +7,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+from starlette.convertors import Convertor, register_url_convertor
+
 from worker import keys
 from worker.api.errors import ApiError
 from worker.errors import FieldProblem
@@ -16,6 +18,23 @@ from worker.store import TERMINAL
 
 # A bind key is at most 200 characters; an extend's key adds its prefix and the new Expiration.
 MAX_PATH_KEY_LENGTH = 240
+
+
+class KeyConvertor(Convertor[str]):
+    """``{key:bindkey}`` in a route: any key, slashes included (``OutId`` may hold one), but not
+    ending in ``/unbind`` or ``/extend``, so that ``GET /v1/binds/{key}`` never claims the
+    lifecycle routes' paths (and a 405 names the right methods)."""
+
+    regex = r".+?(?<!/unbind)(?<!/extend)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return quote(value, safe=":")
+
+
+register_url_convertor("bindkey", KeyConvertor())
 
 
 def checked_key(key: str) -> str:

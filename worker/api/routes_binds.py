@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from worker.api.auth import require
-from worker.api.common import callback_args, error_responses
+from worker.api.common import error_responses
 from worker.api.errors import IDEMPOTENCY_CONFLICT, INVALID, error_body
 from worker.api.results import checked_key, is_done, load_document, location
 from worker.api.schemas import (
@@ -59,7 +59,10 @@ def create_bind(
     the same request was accepted before (also concurrently): never a second vendor binding.
     409 when the key belongs to a different request."""
     handle = enqueue_bind(
-        body.vendor_params(), idempotency_key=idempotency_key, **callback_args(body.callback_url, principal)
+        body.vendor_params(),
+        idempotency_key=idempotency_key,
+        callback_url=body.callback_url,
+        callback_numbers=principal.has("numbers"),
     )
     status = "pending"
     if not handle.created:
@@ -84,13 +87,8 @@ def create_binds(body: BatchBody, principal: Annotated[Principal, Depends(requir
     ``IdempotencyKey`` and ``CallbackUrl``. Invalid items come back in ``rejected`` with their
     index, the field and the vendor code; the others are enqueued. Calling again with the same
     items commits nothing twice (``created`` false)."""
-    items: list[Any] = []
-    for item in body.items:
-        params, key, url = item.vendor_params(), item.idempotency_key, item.callback_url
-        items.append((params, key, url) if url else (params, key))
-    with_callbacks = any(item.callback_url for item in body.items)
-    numbers = {"callback_numbers": principal.has("numbers")} if with_callbacks else {}
-    result = enqueue_binds(items, **numbers)
+    items = [(item.vendor_params(), item.idempotency_key, item.callback_url) for item in body.items]
+    result = enqueue_binds(items, callback_numbers=principal.has("numbers"))
     rejected_at = {i for i, _err in result.rejected}
     accepted_at = [i for i in range(len(items)) if i not in rejected_at]
     accepted = [
@@ -110,7 +108,7 @@ def _refusal(err: AxbError) -> dict[str, Any]:
 
 
 @router.get(
-    "/v1/binds/{key:path}",
+    "/v1/binds/{key:bindkey}",
     response_model=ResultDocument,
     summary="A bind's (or an unbind's / extend's) result, optionally waiting for it",
     responses=error_responses((404, "no record with this key")),

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Path
 from fastapi.responses import JSONResponse
 
 from worker.api.auth import require
-from worker.api.common import callback_args, error_responses
+from worker.api.common import error_responses
 from worker.api.results import checked_key, location
 from worker.api.schemas import Accepted, ExtendBody, UnbindBody
 from worker.producer import LifecycleHandle, enqueue_extend, enqueue_unbind
@@ -43,7 +43,7 @@ def _accepted(handle: LifecycleHandle) -> JSONResponse:
 
 
 @router.post(
-    "/v1/binds/{key:path}/unbind",
+    "/v1/binds/{key:bindkey}/unbind",
     status_code=202,
     response_model=None,
     summary="Release a binding (the trip ended)",
@@ -57,11 +57,12 @@ def unbind(
     """Unbind the binding of bind ``key`` (its stored SubsId and SecretNo are used). Unbinding
     twice is one operation; a bind still queued is cancelled, one in flight is waited for."""
     url = body.callback_url if body is not None else None
-    return _accepted(enqueue_unbind(checked_key(key), **callback_args(url, principal)))
+    numbers = principal.has("numbers")
+    return _accepted(enqueue_unbind(checked_key(key), callback_url=url, callback_numbers=numbers))
 
 
 @router.post(
-    "/v1/binds/{key:path}/extend",
+    "/v1/binds/{key:bindkey}/extend",
     status_code=202,
     response_model=None,
     summary="Move a binding's Expiration (the trip runs late)",
@@ -74,5 +75,10 @@ def extend(
 ) -> JSONResponse:
     """Move the Expiration of bind ``key``. Asking twice for the same Expiration is one
     operation; of several extends the latest asked for wins."""
-    handle = enqueue_extend(checked_key(key), body.expiration, **callback_args(body.callback_url, principal))
+    handle = enqueue_extend(
+        checked_key(key),
+        body.expiration,
+        callback_url=body.callback_url,
+        callback_numbers=principal.has("numbers"),
+    )
     return _accepted(handle)

@@ -87,13 +87,15 @@ class BindBody(BindParameters):
     callback_url: str | None = Field(None, alias="CallbackUrl", description=_CALLBACK)
 
 
-class BatchItem(BindBody):
-    """One bind of a batch: a bind request, plus its own ``IdempotencyKey`` if wanted."""
+class BatchItem(BindParameters):
+    """One bind of a batch: a bind request, plus its own ``IdempotencyKey`` if wanted. An item
+    missing PoolKey, PhoneNoA, PhoneNoB or Expiration (or with a bad value) is rejected alone, by
+    its index, with the vendor code; the others go on. A value of the wrong JSON type, or an
+    unknown field, refuses the whole call (422)."""
 
-    model_config = ConfigDict(
-        **_STRICT, json_schema_extra=_required(*REQUIRED_BIND_FIELDS), title="BatchItem"
-    )
+    model_config = ConfigDict(**_STRICT, title="BatchItem")
 
+    callback_url: str | None = Field(None, alias="CallbackUrl", description=_CALLBACK)
     idempotency_key: str | None = Field(
         None,
         alias="IdempotencyKey",

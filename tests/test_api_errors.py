@@ -10,7 +10,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api_fixture import ApiProcess, api_pipeline_fixture, api_server_fixture, bearer, make_token
+from tests.api_fixture import (
+    ApiProcess,
+    api_env,
+    api_pipeline_fixture,
+    api_server_fixture,
+    bearer,
+    make_token,
+)
+from tests.conftest import free_port
 from tests.test_pipeline import expiration
 from worker.api.openapi import COMMITTED, text
 from worker.api.schemas import bind_parameter_names, model_parameter_names
@@ -154,6 +162,25 @@ def test_unknown_routes_and_methods_get_json_404_and_405(client: httpx.Client, a
     r = client.delete("/v1/binds", headers=auth)
     check_error(r, 405, "axb.METHOD_NOT_ALLOWED")
     assert "POST" in r.headers["allow"]
+
+
+def test_with_redis_unreachable_the_api_answers_503_with_retry_after(
+    simulator_server: Any, redis_url: str
+) -> None:
+    """Redis down is the service's problem, not the client's: 503 axb.UNAVAILABLE, never 500."""
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    server = ApiProcess(api_env(dead, simulator_server.url, "axb.api.dead")).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=20) as c:
+            assert c.get("/healthz").status_code == 200
+            ready = c.get("/readyz")
+            check_error(ready, 503, "axb.UNAVAILABLE")
+            token = make_token(redis_url, "orders", "bind")  # a well-formed token; its store is down
+            r = c.post("/v1/binds", json=good(), headers=bearer(token))
+            check_error(r, 503, "axb.UNAVAILABLE")
+            assert r.headers["retry-after"] == "1"
+    finally:
+        server.stop()
 
 
 def test_the_committed_openapi_document_is_the_one_served(client: httpx.Client) -> None:

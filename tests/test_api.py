@@ -4,6 +4,7 @@ tokens and scopes, masking, health."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,7 @@ from tests.api_fixture import (
     bearer,
     make_token,
 )
+from tests.pipeline_fixture import wait_until
 from tests.test_pipeline import expiration
 from worker.tokens import TokenStore
 
@@ -278,3 +280,37 @@ def test_health_and_readiness_need_no_token(client: httpx.Client) -> None:
     """/healthz and /readyz answer 200 without a token while Redis answers."""
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").json() == {"status": "ok"}
+
+
+def test_a_hundred_long_polls_share_one_redis_connection_and_all_wake_with_their_outcome(
+    api_server: ApiProcess, token: str, celery_worker: Any, simulator: Any, redis_client: Any
+) -> None:
+    """100 concurrent ?wait requests: one pub/sub connection subscribed to 100 channels; each
+    request returns its bind succeeded as soon as it ends (vendor at 300 ms, 8 worker threads)."""
+    simulator.set_faults(latency_ms=300)
+    items = [bind_body(f"w-{i}", PhoneNoA=f"1381234{i:04d}") for i in range(100)]
+    with httpx.Client(base_url=api_server.url, timeout=30) as c:
+        assert (
+            c.post("/v1/binds:batch", json={"items": items}, headers=bearer(token)).json()["created"] == 100
+        )
+
+    async def poll_all() -> tuple[list[dict[str, str]], list[httpx.Response], float]:
+        limits = httpx.Limits(max_connections=150)
+        async with httpx.AsyncClient(base_url=api_server.url, timeout=40, limits=limits) as ac:
+            started = time.monotonic()
+            polls = [
+                asyncio.create_task(ac.get(f"/v1/binds/w-{i}", params={"wait": 25}, headers=bearer(token)))
+                for i in range(100)
+            ]
+            await asyncio.to_thread(
+                wait_until, lambda: len(redis_client.pubsub_channels("axb:done:w-*")) == 100, 10
+            )
+            subscribers = [cl for cl in redis_client.client_list() if int(cl.get("sub", 0)) > 0]
+            answers = await asyncio.gather(*polls)
+            return subscribers, answers, time.monotonic() - started
+
+    subscribers, answers, took_s = asyncio.run(poll_all())
+    assert [int(cl["sub"]) for cl in subscribers] == [100]
+    assert {a.json()["status"] for a in answers} == {"succeeded"}
+    assert took_s < 20
+    assert redis_client.pubsub_channels("axb:done:*") == []

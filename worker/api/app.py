@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from worker.api import errors, routes_binds, routes_health, routes_lifecycle
 from worker.api.aio import async_redis
 from worker.api.body_limit import BodyLimit
+from worker.api.waiting import DoneWatcher
 from worker.settings import Settings, get_settings
 
 DESCRIPTION = """\
@@ -30,9 +31,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.aredis = async_redis(s)
+        app.state.watcher = DoneWatcher(app.state.aredis)
         try:
             yield
         finally:
+            await app.state.watcher.close()
             await app.state.aredis.aclose()
 
     app = FastAPI(

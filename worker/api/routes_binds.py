@@ -133,7 +133,7 @@ async def read_bind(
     async def load() -> dict[str, Any] | None:
         return await run_in_threadpool(load_document, key, show_numbers=show)
 
-    document = await read_when_done(request.app.state.aredis, key, wait, load, is_done)
+    document = await read_when_done(request.app.state.watcher, key, wait, load, is_done)
     if document is None:
         return JSONResponse(error_body("axb.UNKNOWN_KEY", f"no record with key {key!r}"), status_code=404)
     return JSONResponse(document)

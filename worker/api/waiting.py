@@ -2,27 +2,137 @@
 the outcome itself, never by a sleep loop.
 
 Every script that makes a record terminal also PUBLISHes on ``keys.done_channel(key)``. A waiter
-subscribes first (and waits for Redis to confirm the subscription), *then* reads the record, then
-waits on the channel: an outcome written before the read is seen by the read, one written after
-it is published to a subscription that already exists. So no outcome can slip between the two.
+subscribes first and waits until Redis has *confirmed* the subscription, then reads the record,
+then waits to be woken: an outcome written before the read is seen by the read, one written
+after it is published to a subscription that already exists. So no outcome slips between them.
+
+One :class:`DoneWatcher` per API process holds one pub/sub connection for all its waiters
+(a channel is subscribed while someone waits on it), so a thousand long polls cost one Redis
+connection, not a thousand. If that connection breaks, every waiter is woken to read its record
+again (a publish may have been missed), and redis-py resubscribes when it reconnects.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
+import redis
 import redis.asyncio as aioredis
 
 from worker import keys
 
+log = logging.getLogger("axb.api")
+
 MAX_WAIT_S = 30.0
+RECONNECT_PAUSE_S = 0.5
 _D = TypeVar("_D")
 
 
+class DoneWatcher:
+    """Wakes waiters when their record's done channel gets a message."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._pubsub = client.pubsub()
+        self._waiters: dict[bytes, set[asyncio.Event]] = {}
+        self._sent: Counter[bytes] = Counter()  # SUBSCRIBEs sent, per channel
+        self._confirmed: Counter[bytes] = Counter()  # their confirmations read back, in order
+        self._changed = asyncio.Condition()
+        self._lock = asyncio.Lock()
+        self._reader: asyncio.Task[None] | None = None
+
+    @contextlib.asynccontextmanager
+    async def watch(self, key: str, deadline: float) -> AsyncIterator[asyncio.Event]:
+        """An event set when ``key``'s outcome is published; entered once the subscription is live
+        (or ``deadline``, a ``time.monotonic()`` value, has passed)."""
+        channel = keys.done_channel(key).encode()
+        event = asyncio.Event()
+        async with self._lock:
+            waiters = self._waiters.setdefault(channel, set())
+            waiters.add(event)
+            try:
+                if len(waiters) == 1:
+                    await self._pubsub.subscribe(channel)
+                    self._sent[channel] += 1
+            except BaseException:
+                self._forget(channel, event)
+                raise
+            target = self._sent[channel]
+            if self._reader is None or self._reader.done():
+                self._reader = asyncio.create_task(self._read(), name="axb-done-watcher")
+        try:
+            async with self._changed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._changed.wait_for(lambda: self._confirmed[channel] >= target),
+                        max(0.0, deadline - time.monotonic()),
+                    )
+            yield event
+        finally:
+            async with self._lock:
+                if self._forget(channel, event):
+                    with contextlib.suppress(redis.RedisError):
+                        await self._pubsub.unsubscribe(channel)
+
+    def _forget(self, channel: bytes, event: asyncio.Event) -> bool:
+        """Drop a waiter; True when it was the channel's last one."""
+        waiters = self._waiters.get(channel, set())
+        waiters.discard(event)
+        if waiters:
+            return False
+        self._waiters.pop(channel, None)
+        return True
+
+    async def _read(self) -> None:
+        while True:
+            try:
+                message = await self._pubsub.get_message(timeout=5.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a broken connection: wake everyone, then reconnect
+                log.warning(
+                    "done-channel connection lost (%s); waiters re-read their records", type(exc).__name__
+                )
+                self._wake_all()
+                await asyncio.sleep(RECONNECT_PAUSE_S)
+                continue
+            if message is not None:
+                await self._dispatch(message)
+
+    async def _dispatch(self, message: dict[str, Any]) -> None:
+        channel = message.get("channel")
+        if not isinstance(channel, bytes):
+            return
+        if message["type"] == "subscribe":
+            async with self._changed:
+                # Capped: the resubscriptions of a reconnect confirm again, and must not count
+                # for a SUBSCRIBE sent later.
+                self._confirmed[channel] = min(self._confirmed[channel] + 1, self._sent[channel])
+                self._changed.notify_all()
+        elif message["type"] == "message":
+            for event in self._waiters.get(channel, ()):
+                event.set()
+
+    def _wake_all(self) -> None:
+        for waiters in self._waiters.values():
+            for event in waiters:
+                event.set()
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
 async def read_when_done(
-    client: aioredis.Redis,
+    watcher: DoneWatcher,
     key: str,
     wait_s: float,
     load: Callable[[], Awaitable[_D | None]],
@@ -33,20 +143,12 @@ async def read_when_done(
     if wait_s <= 0:
         return await load()
     deadline = time.monotonic() + min(wait_s, MAX_WAIT_S)
-    pubsub = client.pubsub()
-    try:
-        await pubsub.subscribe(keys.done_channel(key))
-        while (left := deadline - time.monotonic()) > 0:
-            message = await pubsub.get_message(timeout=left)
-            if message is not None and message["type"] == "subscribe":
-                break
-        found = await load()
-        if found is None or done(found):
-            return found
-        while (left := deadline - time.monotonic()) > 0:
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
-            if message is not None and message["type"] == "message":
-                break
-        return await load()
-    finally:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
+    async with watcher.watch(key, deadline) as woken:
+        while True:
+            woken.clear()
+            found = await load()
+            left = deadline - time.monotonic()
+            if found is None or done(found) or left <= 0:
+                return found
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), left)

@@ -253,7 +253,7 @@ def test_tokens_missing_unknown_or_revoked_get_401_and_missing_scopes_403(
 def test_a_token_over_its_rate_gets_429_with_retry_after(
     redis_server: Any, simulator_server: Any, redis_url: str
 ) -> None:
-    """AXB_API_RATE_LIMIT_QPS=1, burst 3: the fourth quick request is 429 with Retry-After."""
+    """AXB_API_RATE_LIMIT_QPS=0.2, burst 3: the fourth request within 5 s is 429 with Retry-After."""
     env = api_env(
         redis_url,
         simulator_server.url,

@@ -1,10 +1,10 @@
 """Bearer tokens on every ``/v1`` route: who is calling, may they, and not too fast.
 
-One Redis round trip per request reads the token's record and takes a slot of its rate limit
-(:mod:`worker.api.ratelimit`). Then: 401 for a missing, malformed, unknown or revoked token
-(the answer does not say which), 403 when the token lacks the route's scope, 429 with
-``Retry-After`` over the rate. The token is compared in constant time (:mod:`worker.tokens`)
-and never logged.
+Two Redis round trips per request: the token's record, then (for a valid token with the
+scope) a slot of its rate limit (:mod:`worker.api.ratelimit`). So: 401 for a missing,
+malformed, unknown or revoked token (the answer does not say which), 403 when the token lacks
+the route's scope, 429 with ``Retry-After`` over the rate. The token is compared in constant
+time (:mod:`worker.tokens`) and never logged.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from worker import keys
 from worker.api.errors import FORBIDDEN, RATE_LIMITED, UNAUTHORIZED, ApiError
 from worker.api.ratelimit import retry_after_s, token_limit
-from worker.limiter import RateLimiter
 from worker.runtime import get_runtime
 from worker.tokens import Principal, principal_from, token_id_of
 
@@ -34,16 +33,12 @@ def admit(token: str | None, scope: str) -> Principal:
     if token_id is None:
         raise ApiError(401, UNAUTHORIZED, "unknown or revoked token", headers=_CHALLENGE)
     rt = get_runtime()
-    pipe = rt.redis.pipeline(transaction=False)
-    pipe.hget(keys.API_TOKENS, token_id)
-    rt.limiter.reserve_into(pipe, [token_limit(rt.settings, token_id)], max_wait_s=0)
-    stored, raw_reservation = pipe.execute()
-    principal = principal_from(token, stored)
+    principal = principal_from(token, rt.redis.hget(keys.API_TOKENS, token_id))
     if principal is None:
         raise ApiError(401, UNAUTHORIZED, "unknown or revoked token", headers=_CHALLENGE)
     if not principal.has(scope):
         raise ApiError(403, FORBIDDEN, f"this token lacks the {scope!r} scope")
-    reservation = RateLimiter.reservation(raw_reservation)
+    reservation = rt.limiter.reserve([token_limit(rt.settings, token_id)], max_wait_s=0)
     if not reservation.granted:
         wait_s = retry_after_s(reservation)
         raise ApiError(

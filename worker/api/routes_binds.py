@@ -57,7 +57,7 @@ def create_bind(
 ) -> JSONResponse:
     """Validate and enqueue one bind. 202 when this call created it; 200 when the same key with
     the same request was accepted before (also concurrently): never a second vendor binding.
-    409 when the key belongs to a different request."""
+    409 when the key belongs to a different request. Scope: ``bind``."""
     handle = enqueue_bind(
         body.vendor_params(),
         idempotency_key=idempotency_key,
@@ -86,7 +86,7 @@ def create_binds(body: BatchBody, principal: Annotated[Principal, Depends(requir
     """Validate and enqueue up to 1,000 binds in one call. Each item may carry its own
     ``IdempotencyKey`` and ``CallbackUrl``. Invalid items come back in ``rejected`` with their
     index, the field and the vendor code; the others are enqueued. Calling again with the same
-    items commits nothing twice (``created`` false)."""
+    items commits nothing twice (``created`` false). Scope: ``bind``."""
     items = [(item.vendor_params(), item.idempotency_key, item.callback_url) for item in body.items]
     result = enqueue_binds(items, callback_numbers=principal.has("numbers"))
     rejected_at = {i for i, _err in result.rejected}
@@ -126,7 +126,8 @@ async def read_bind(
 ) -> JSONResponse:
     """Status, state, attempts, code and, once succeeded, the ``SecretBindDTO``. With ``wait``,
     the answer comes as soon as the work ends (woken by the outcome), or when the time is up
-    with the current status. Numbers are masked unless the token has the ``numbers`` scope."""
+    with the current status. Numbers are masked unless the token has the ``numbers`` scope.
+    Scope: ``read``."""
     key = checked_key(key)
     show = principal.has("numbers")
 

@@ -55,7 +55,8 @@ def unbind(
     body: UnbindBody | None = None,
 ) -> JSONResponse:
     """Unbind the binding of bind ``key`` (its stored SubsId and SecretNo are used). Unbinding
-    twice is one operation; a bind still queued is cancelled, one in flight is waited for."""
+    twice is one operation; a bind still queued is cancelled, one in flight is waited for.
+    Scope: ``operate``."""
     url = body.callback_url if body is not None else None
     numbers = principal.has("numbers")
     return _accepted(enqueue_unbind(checked_key(key), callback_url=url, callback_numbers=numbers))
@@ -74,7 +75,7 @@ def extend(
     principal: Annotated[Principal, Depends(require("operate"))],
 ) -> JSONResponse:
     """Move the Expiration of bind ``key``. Asking twice for the same Expiration is one
-    operation; of several extends the latest asked for wins."""
+    operation; of several extends the latest asked for wins. Scope: ``operate``."""
     handle = enqueue_extend(
         checked_key(key),
         body.expiration,

@@ -317,3 +317,33 @@ def test_a_hundred_long_polls_share_one_redis_connection_and_all_wake_with_their
     assert [int(cl["sub"]) for cl in subscribers] == [100]
     assert {a.json()["status"] for a in answers} == {"succeeded"}
     assert redis_client.pubsub_channels("axb:done:*") == []
+
+
+def test_a_callback_url_is_recorded_with_numbers_only_for_a_numbers_token(
+    client: httpx.Client, token: str, redis_url: str, redis_client: Any
+) -> None:
+    """CallbackUrl reaches the record; callback_numbers follows the token's `numbers` scope; a bad
+    URL in a batch item rejects that item alone."""
+    from worker import keys
+
+    full = make_token(redis_url, "support", "bind,numbers")
+    url = "http://127.0.0.1:9/axb"
+    assert (
+        client.post("/v1/binds", json=bind_body("c-1", CallbackUrl=url), headers=bearer(token)).status_code
+        == 202
+    )
+    assert (
+        client.post("/v1/binds", json=bind_body("c-2", CallbackUrl=url), headers=bearer(full)).status_code
+        == 202
+    )
+    assert redis_client.hmget(keys.bind_record("c-1"), "callback_url", "callback_numbers") == [url, "0"]
+    assert redis_client.hmget(keys.bind_record("c-2"), "callback_url", "callback_numbers") == [url, "1"]
+    items = [
+        bind_body("c-3", CallbackUrl=url),
+        bind_body("c-4", PhoneNoA="13812340004", CallbackUrl="gopher://x"),
+    ]
+    out = client.post("/v1/binds:batch", json={"items": items}, headers=bearer(token)).json()
+    assert [a["key"] for a in out["accepted"]] == ["c-3"]
+    (rejected,) = out["rejected"]
+    assert rejected["index"] == 1 and rejected["Problems"][0]["field"] == "CallbackUrl"
+    assert rejected["Code"] == "axb.CALLBACK_URL_REFUSED"

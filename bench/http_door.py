@@ -194,7 +194,7 @@ class _Receiver(BaseHTTPRequestHandler):
             doc = json.loads(body)
         except ValueError:
             doc = {}
-        key = str(self.headers.get("X-Axb-Key") or doc.get("key") or "")
+        key = str(doc.get("key") or "")
         if doc.get("status") in ("succeeded", "dead_lettered"):
             self.arrivals.setdefault(key, at)
         self.send_response(204)

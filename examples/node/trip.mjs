@@ -54,7 +54,8 @@ const receiver = createServer((req, res) => {
       return;
     }
     const doc = JSON.parse(raw.toString("utf8"));
-    callbacks.set(req.headers["x-axb-delivery"] ?? randomUUID(), { key: req.headers["x-axb-key"], doc, verified });
+    // The same delivery may come more than once: keep one per X-Axb-Delivery.
+    callbacks.set(req.headers["x-axb-delivery"] ?? randomUUID(), { key: doc.key, doc, verified });
     res.writeHead(204).end();
     waiters = waiters.filter((w) => !w());
   });

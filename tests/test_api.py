@@ -297,7 +297,7 @@ def test_a_hundred_long_polls_share_one_redis_connection_and_all_wake_with_their
             c.post("/v1/binds:batch", json={"items": items}, headers=bearer(token)).json()["created"] == 100
         )
 
-    async def poll_all() -> tuple[list[dict[str, str]], list[httpx.Response]]:
+    async def poll_all() -> tuple[list[dict[str, str]], list[httpx.Response], float]:
         limits = httpx.Limits(max_connections=150)
         async with httpx.AsyncClient(base_url=api_server.url, timeout=40, limits=limits) as ac:
             polls = [
@@ -310,12 +310,15 @@ def test_a_hundred_long_polls_share_one_redis_connection_and_all_wake_with_their
             subscribers = [cl for cl in redis_client.client_list() if int(cl.get("sub", 0)) > 0]
             queue = pipeline.settings.queue
             with start_worker(app, pool="threads", concurrency=8, perform_ping_check=False, queues=[queue]):
+                started = time.monotonic()
                 answers = await asyncio.gather(*polls)
-            return subscribers, answers
+                took_s = time.monotonic() - started
+            return subscribers, answers, took_s
 
-    subscribers, answers = asyncio.run(poll_all())
+    subscribers, answers, took_s = asyncio.run(poll_all())
     assert [int(cl["sub"]) for cl in subscribers] == [100]
     assert {a.json()["status"] for a in answers} == {"succeeded"}
+    assert took_s < 15, "a waiter slept to its deadline instead of being woken"
     assert redis_client.pubsub_channels("axb:done:*") == []
 
 
@@ -347,3 +350,41 @@ def test_a_callback_url_is_recorded_with_numbers_only_for_a_numbers_token(
     (rejected,) = out["rejected"]
     assert rejected["index"] == 1 and rejected["Problems"][0]["field"] == "CallbackUrl"
     assert rejected["Code"] == "axb.CALLBACK_URL_REFUSED"
+
+
+def test_a_long_poll_survives_a_redis_restart_and_still_wakes_with_the_outcome(
+    api_server: ApiProcess, token: str, pipeline: Any, redis_server: Any, redis_url: str
+) -> None:
+    """Redis restarts while a ?wait request holds: the API's pub/sub connection comes back and
+    resubscribes, and the request still returns the bind succeeded, long before its wait ends."""
+    from celery.contrib.testing.worker import start_worker
+
+    from worker.celery_app import app
+
+    with httpx.Client(base_url=api_server.url, timeout=40) as c:
+        assert c.post("/v1/binds", json=bind_body(), headers=bearer(token)).status_code == 202
+    probe = redis.Redis.from_url(redis_url)
+
+    def subscribed() -> bool:
+        try:
+            return bool(probe.pubsub_channels("axb:done:trip-1"))
+        except redis.ConnectionError:
+            return False
+
+    with ThreadPoolExecutor(1) as pool:
+        started = time.monotonic()
+        poll = pool.submit(
+            lambda: httpx.get(
+                f"{api_server.url}/v1/binds/trip-1", params={"wait": 30}, headers=bearer(token), timeout=40
+            )
+        )
+        wait_until(subscribed, 10)
+        redis_server.restart()
+        wait_until(subscribed, 15)
+        with start_worker(
+            app, pool="threads", concurrency=4, perform_ping_check=False, queues=[pipeline.settings.queue]
+        ):
+            answer = poll.result(35)
+    probe.close()
+    assert answer.status_code == 200 and answer.json()["status"] == "succeeded"
+    assert time.monotonic() - started < 28

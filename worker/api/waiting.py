@@ -8,8 +8,9 @@ after it is published to a subscription that already exists. So no outcome slips
 
 One :class:`DoneWatcher` per API process holds one pub/sub connection for all its waiters
 (a channel is subscribed while someone waits on it), so a thousand long polls cost one Redis
-connection, not a thousand. If that connection breaks, every waiter is woken to read its record
-again (a publish may have been missed), and redis-py resubscribes when it reconnects.
+connection, not a thousand. If that connection breaks, redis-py resubscribes when it reconnects,
+and every waiter reads its record again then (a publish may have been missed meanwhile); a read
+that fails while Redis is away keeps the request waiting rather than failing it.
 """
 
 from __future__ import annotations
@@ -55,13 +56,16 @@ class DoneWatcher:
         async with self._lock:
             waiters = self._waiters.setdefault(channel, set())
             waiters.add(event)
-            try:
-                if len(waiters) == 1:
+            if len(waiters) == 1:
+                # Counted before sending: the reader may read the confirmation before
+                # subscribe() returns here.
+                self._sent[channel] += 1
+                try:
                     await self._pubsub.subscribe(channel)
-                    self._sent[channel] += 1
-            except BaseException:
-                self._forget(channel, event)
-                raise
+                except BaseException:
+                    self._sent[channel] -= 1
+                    self._forget(channel, event)
+                    raise
             target = self._sent[channel]
             if self._reader is None or self._reader.done():
                 self._reader = asyncio.create_task(self._read(), name="axb-done-watcher")
@@ -109,6 +113,10 @@ class DoneWatcher:
         if not isinstance(channel, bytes):
             return
         if message["type"] == "subscribe":
+            # Also after a reconnect's resubscription: an outcome may have been published while
+            # the connection was down, so the channel's waiters read their records again.
+            for event in self._waiters.get(channel, ()):
+                event.set()
             async with self._changed:
                 # Capped: the resubscriptions of a reconnect confirm again, and must not count
                 # for a SUBSCRIBE sent later.
@@ -144,11 +152,18 @@ async def read_when_done(
         return await load()
     deadline = time.monotonic() + min(wait_s, MAX_WAIT_S)
     async with watcher.watch(key, deadline) as woken:
-        while True:
-            woken.clear()
-            found = await load()
+        woken.clear()
+        found = await load()
+        while found is not None and not done(found):
             left = deadline - time.monotonic()
-            if found is None or done(found) or left <= 0:
-                return found
+            if left <= 0:
+                break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(woken.wait(), left)
+            woken.clear()
+            try:
+                found = await load()
+            except redis.RedisError:
+                # Redis is away: keep the last read; the watcher wakes us again once it is back.
+                continue
+        return found

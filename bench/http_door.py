@@ -383,6 +383,17 @@ def _callback_latency(stack: Stack, cfg: Any) -> Row:
             desc, "", target=f"≤ {target:g} ms", error=f"{total - len(lat)} of {total} callbacks never came"
         )
     p50, p99 = _pct(lat, 50), _pct(lat, 99)
+    # Where the time goes: POST → the record's succeeded_at (the bind), then → the callback's arrival.
+    from worker import keys as k
+
+    pipe = stack.r.pipeline(transaction=False)
+    for key in sent:
+        pipe.hget(k.bind_record(key), "succeeded_at")
+    bound_ms, deliver_ms = [], []
+    for (key, t), done_at in zip(sent.items(), pipe.execute(), strict=True):
+        if done_at:
+            bound_ms.append(int(done_at) - t * 1000)
+            deliver_ms.append(_Receiver.arrivals[key] * 1000 - int(done_at))
     stack.log(f"api: POST → callback p50 {p50:.1f} ms, p99 {p99:.1f} ms")
     return Row(
         desc,
@@ -397,5 +408,10 @@ def _callback_latency(stack: Stack, cfg: Any) -> Row:
             "p50_ms": round(p50, 2),
             "p99_ms": round(p99, 2),
             "max_ms": round(max(lat), 2),
+            "post_to_succeeded_p50_ms": round(_pct(bound_ms, 50), 2),
+            "post_to_succeeded_p99_ms": round(_pct(bound_ms, 99), 2),
+            "succeeded_to_callback_p50_ms": round(_pct(deliver_ms, 50), 2),
+            "succeeded_to_callback_p99_ms": round(_pct(deliver_ms, 99), 2),
+            "load_average_after": "/".join(f"{x:.1f}" for x in os.getloadavg()),
         },
     )

@@ -23,7 +23,7 @@ EXAMPLE_BIND = {
     "PoolKey": "FC100000001",
     "PhoneNoA": "13800000000",
     "PhoneNoB": "13900000000",
-    "Expiration": "2030-12-01 12:00:00",
+    "Expiration": "2026-12-01 12:00:00",
     "OutId": "trip-42",
 }
 _STRICT = ConfigDict(extra="forbid", strict=True, populate_by_name=False)

@@ -299,3 +299,29 @@ def start_failover(sentinel: redis.Redis) -> bool:
             return False
         raise
     return True
+
+
+def test_the_apis_asyncio_client_reaches_the_primary_through_the_sentinels(on_sentinel: Runtime) -> None:
+    """``axb api``'s client (``?wait``'s pub/sub) is built from the same Sentinel URL: it writes
+    to the primary and hears what the primary publishes."""
+    import asyncio
+
+    from worker.connections import async_redis_client
+
+    async def roundtrip() -> tuple[bool, Any]:
+        client = async_redis_client(on_sentinel.settings)
+        try:
+            pubsub = client.pubsub()
+            await pubsub.subscribe("axb:test:sentinel-async")
+            await pubsub.get_message(timeout=2)  # the subscription's confirmation
+            wrote = await client.set("axb:test:sentinel-async", "1")
+            on_sentinel.redis.publish("axb:test:sentinel-async", "done")
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
+            await pubsub.aclose()
+            return bool(wrote), message and message["data"]
+        finally:
+            await client.aclose()
+
+    wrote, heard = asyncio.run(roundtrip())
+    assert wrote and heard == b"done"
+    assert on_sentinel.redis.get("axb:test:sentinel-async") == b"1"

@@ -24,6 +24,9 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import redis
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ReadOnlyError
 from redis.retry import Retry
@@ -201,6 +204,47 @@ def redis_client(
     try:
         url = strip_tls_query(s.redis_url) if tls else s.redis_url
         return AxbRedis.from_url(url, **options, **(tls or {}))
+    except ValueError:
+        scheme = urlsplit(s.redis_url.strip()).scheme or "none"
+        raise RedisUrlError(
+            f"AXB_REDIS_URL must start with redis://, rediss://, unix:// or sentinel:// (not {scheme}://)"
+        ) from None
+
+
+def async_redis_client(s: Settings, *, max_connections: int | None = None) -> aioredis.Redis:
+    """The asyncio twin of :func:`redis_client` for ``axb api`` (``?wait``'s pub/sub): the same
+    URL kinds, login, TLS and retries. No socket timeout: a pub/sub read blocks as long as the
+    longest wait, and health checks find a dead connection instead."""
+    retries = 0 if s.redis_retry_s <= 0 else int(s.redis_retry_s) + 3
+    options: dict[str, Any] = {
+        "socket_connect_timeout": 5,
+        "socket_keepalive": True,
+        "health_check_interval": 10,
+        "retry": AsyncRetry(
+            ExponentialBackoff(cap=1.0, base=0.05),
+            retries,
+            supported_errors=(redis.ConnectionError, redis.TimeoutError, ReadOnlyError),
+        ),
+    }
+    if max_connections is not None:
+        options["max_connections"] = max_connections
+    if is_sentinel(s.redis_url):
+        if s.redis_ca_file:
+            raise RedisUrlError("AXB_REDIS_CA_FILE: TLS through Sentinel is not supported")
+        target = parse_sentinel_url(s.redis_url)
+        sentinel = AsyncSentinel(  # type: ignore[no-untyped-call]
+            list(target.sentinels),
+            sentinel_kwargs=sentinel_kwargs(s),
+            db=target.db,
+            username=target.username,
+            password=target.password,
+        )
+        client: aioredis.Redis = sentinel.master_for(s.redis_master_name, **options)
+        return client
+    tls = tls_options(s)
+    try:
+        url = strip_tls_query(s.redis_url) if tls else s.redis_url
+        return aioredis.Redis.from_url(url, **options, **(tls or {}))
     except ValueError:
         scheme = urlsplit(s.redis_url.strip()).scheme or "none"
         raise RedisUrlError(

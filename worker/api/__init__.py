@@ -13,6 +13,5 @@ One concept per module:
 - :mod:`worker.api.routes_lifecycle` -- ``POST /v1/binds/{key}/unbind`` and ``/extend``;
 - :mod:`worker.api.routes_health` -- ``/healthz`` and ``/readyz``;
 - :mod:`worker.api.results`, :mod:`worker.api.waiting` -- reading results, ``?wait``;
-- :mod:`worker.api.aio` -- the asyncio Redis client;
 - :mod:`worker.api.openapi` -- writing the committed ``docs/openapi.json``.
 """

@@ -9,9 +9,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from worker.api import errors, routes_binds, routes_health, routes_lifecycle
-from worker.api.aio import async_redis
 from worker.api.body_limit import BodyLimit
 from worker.api.waiting import DoneWatcher
+from worker.connections import async_redis_client
 from worker.settings import Settings, get_settings
 
 DESCRIPTION = """\
@@ -30,7 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.aredis = async_redis(s)
+        app.state.aredis = async_redis_client(s, max_connections=max(64, s.worker_concurrency * 4))
         app.state.watcher = DoneWatcher(app.state.aredis)
         try:
             yield

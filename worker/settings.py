@@ -131,6 +131,10 @@ class Settings(BaseSettings):
     api_rate_limit_burst: int = Field(default=200, ge=1)
     # Request bodies above this are refused with 413 before they are read whole.
     api_max_body_bytes: int = Field(default=2_000_000, ge=1024)
+    # How long an API request rides out a Redis outage or failover before it answers 503 with
+    # Retry-After (the API's processes use the smaller of this and AXB_REDIS_RETRY_S): an order
+    # system would rather retry with its Idempotency-Key than hold a connection for 30 s.
+    api_redis_retry_s: float = Field(default=5.0, ge=0)
 
     # --- observability -----------------------------------------------------------------------
     sentry_dsn: SecretStr | None = None

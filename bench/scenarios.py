@@ -26,7 +26,7 @@ from bench.harness import OUT, Stack, bind_requests, expiration, phones, rss_mb
 from bench.http_door import http_door
 from bench.report import Row
 from bench.wait import wait_cost
-from worker.csv_cells import safe_writer
+from worker.backfill import safe_writer
 
 
 @dataclass

@@ -102,7 +102,7 @@ def test_a_backfill_cut_short_resumes_without_enqueueing_anything_twice(
 ) -> None:
     """Ctrl-C after a chunk was enqueued but before progress was saved: the rerun resumes, no doubles."""
     path = write_csv(tmp_path / "big.csv", [good_row(i) for i in range(50)])
-    real_save = backfill_mod._Progress.save
+    real_save = backfill_mod.Progress.save
     calls = {"n": 0}
 
     def interrupting_save(self: Any, rows_done: int, done: bool = False) -> None:
@@ -111,11 +111,11 @@ def test_a_backfill_cut_short_resumes_without_enqueueing_anything_twice(
             raise KeyboardInterrupt
         real_save(self, rows_done, done)
 
-    monkeypatch.setattr(backfill_mod._Progress, "save", interrupting_save)
+    monkeypatch.setattr(backfill_mod.Progress, "save", interrupting_save)
     with pytest.raises(KeyboardInterrupt):
         run_backfill(path, chunk=10)
     assert queued(pipeline) == 30
-    monkeypatch.setattr(backfill_mod._Progress, "save", real_save)
+    monkeypatch.setattr(backfill_mod.Progress, "save", real_save)
 
     summary = run_backfill(path, chunk=10)
     assert summary["resumed_after_rows"] == 20

@@ -67,13 +67,13 @@ def test_progress_is_saved_once_per_chunk_after_its_commit(
     """Each save follows the chunk it counts: what it says is done is on the queue."""
     path = write_csv(tmp_path / "p.csv", [good_row(i) for i in range(45)])
     saves: list[tuple[int, int, bool]] = []
-    real_save = backfill_mod._Progress.save
+    real_save = backfill_mod.Progress.save
 
     def watching_save(self: Any, rows_done: int, done: bool = False) -> None:
         saves.append((rows_done, queued(pipeline), done))
         real_save(self, rows_done, done)
 
-    monkeypatch.setattr(backfill_mod._Progress, "save", watching_save)
+    monkeypatch.setattr(backfill_mod.Progress, "save", watching_save)
     run_backfill(path, chunk=10)
     assert saves == [
         (10, 10, False),

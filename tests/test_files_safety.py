@@ -18,10 +18,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.pipeline_fixture import apply_env
-from worker.backfill import run_backfill
+from worker.backfill import (
+    FORMULA_PREFIXES,
+    MAX_ROW_CHARS,
+    csv_records,
+    run_backfill,
+    safe_cell,
+    safe_writer,
+    unescape_cell,
+)
 from worker.cli import main
-from worker.csv_cells import FORMULA_PREFIXES, safe_cell, safe_writer, unescape_cell
-from worker.csv_records import MAX_ROW_CHARS, csv_records
 from worker.errors import InvalidRequestError
 from worker.runtime import Runtime, get_runtime, reset_runtime
 from worker.settings import Settings, reset_settings_cache

@@ -248,7 +248,7 @@ def test_a_message_lost_by_the_broker_or_never_published_is_sent_again_by_the_wa
 
     from tests.pipeline_fixture import apply_env
     from worker.celery_app import app
-    from worker.producer import _prepare
+    from worker.producer import prepare_bind
     from worker.runtime import get_runtime, start_pump, stop_pump
 
     apply_env(monkeypatch, {"AXB_WATCHDOG_S": "1"})
@@ -256,7 +256,7 @@ def test_a_message_lost_by_the_broker_or_never_published_is_sent_again_by_the_wa
     lost = enqueue_bind(request(90))
     assert rt.redis.delete(rt.settings.queue) == 1  # its message is gone, as in kombu's pop→unacked gap
     # A producer that wrote the record and died before publishing.
-    prep = _prepare(request(91), None, None, rt)
+    prep = prepare_bind(request(91), None, None, rt)
     assert rt.store.create_many([prep.row])[0].created
     assert rt.redis.llen(rt.settings.queue) == 0
 

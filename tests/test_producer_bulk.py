@@ -18,13 +18,13 @@ from hypothesis import strategies as st
 
 from tests.pipeline_fixture import apply_env
 from worker import keys
-from worker import producer as producer_mod
 from worker.errors import IdempotencyConflictError, InvalidRequestError
+from worker.producer import binds as producer_binds
 from worker.producer import (
-    _prepare,
     commit_binds,
     enqueue_bind,
     enqueue_binds,
+    prepare_bind,
     prepare_binds,
 )
 from worker.runtime import Runtime, get_runtime, reset_runtime
@@ -107,9 +107,9 @@ def test_the_fast_path_prepares_the_row_the_pydantic_path_prepares(
     rt: Runtime, monkeypatch: pytest.MonkeyPatch, row: dict[str, Any], explicit_key: str | None
 ) -> None:
     deadline = datetime.now(UTC) + timedelta(hours=2)
-    fast = _prepare(row, explicit_key, deadline, rt)
-    monkeypatch.setattr(producer_mod, "bind_params", lambda *a, **kw: None)
-    slow = _prepare(row, explicit_key, deadline, rt)
+    fast = prepare_bind(row, explicit_key, deadline, rt)
+    monkeypatch.setattr(producer_binds, "bind_params", lambda *a, **kw: None)
+    slow = prepare_bind(row, explicit_key, deadline, rt)
     assert fast.key == slow.key
     ttl_fast, ttl_slow = fast.row.pop("ttl_s"), slow.row.pop("ttl_s")
     assert abs(ttl_fast - ttl_slow) <= 1  # a second may tick between the two
@@ -167,7 +167,7 @@ def test_a_key_twice_in_one_batch_is_one_record(rt: Runtime) -> None:
 def test_a_record_never_published_is_published_by_the_next_enqueue(rt: Runtime) -> None:
     """The producer died between recording and publishing: the next enqueue of the key publishes
     it (once); a published or finished record is not published again."""
-    prepared = [_prepare(req(i), None, None, rt) for i in range(50, 54)]
+    prepared = [prepare_bind(req(i), None, None, rt) for i in range(50, 54)]
     rt.store.create_many([p.row for p in prepared])  # recorded, never published
     rt.store.mark_published(["bulk-51"])
     rt.redis.hset(keys.bind_record("bulk-52"), "status", "succeeded")

@@ -25,8 +25,8 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
+from worker.backfill import safe_writer, unescape_cell
 from worker.connections import redis_client
-from worker.csv_cells import safe_writer, unescape_cell
 from worker.masking import mask_number
 from worker.models import normalize_phone
 from worker.settings import Settings

@@ -24,6 +24,7 @@ import redis
 from worker import errors, keys
 from worker.errors import AxbError
 from worker.masking import mask_obj, mask_text
+from worker.redis_text import as_text as _s
 from worker.sealing import seal, unseal
 
 DROP_SCRIPT = resources.files("worker").joinpath("drop_dead_letter.lua").read_text()
@@ -465,7 +466,3 @@ class DeadLetters:
         for _stream, batch in res or []:
             out.extend(self._decode(batch))
         return out
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)

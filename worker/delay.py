@@ -29,6 +29,7 @@ import redis
 
 from worker import keys
 from worker.errors import RedisFullError
+from worker.redis_text import as_text as _str
 from worker.store import now_ms
 
 log = logging.getLogger(__name__)
@@ -210,10 +211,6 @@ class Watchdog:
             pipe.zadd(self.watch_key, dict.fromkeys(again, now + self.watch_ms), xx=True)
         pipe.execute()
         return len(lost)
-
-
-def _str(v: object) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 class Pump:

@@ -39,6 +39,7 @@ from worker.deadletters import DeadLetters
 from worker.errors import InvalidRequestError
 from worker.masking import mask_number
 from worker.models import MOBILE_NUMBER_ILLEGAL, NOT_A_NUMBER, normalize_phone
+from worker.redis_text import as_text as _s
 from worker.sealing import DataKeys, unseal
 
 FORGOTTEN = "axb.FORGOTTEN"
@@ -74,10 +75,6 @@ def subject_hash(dk: DataKeys, number: str) -> str:
         return ""
     raw = dk.keys[0][1]
     return hmac.new(raw, b"axb-forget:" + number.encode(), hashlib.sha256).hexdigest()[:32]
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else ("" if v is None else str(v))
 
 
 def forget(

@@ -23,6 +23,7 @@ from importlib import resources
 from typing import Any
 
 from worker import keys
+from worker.redis_text import as_text as _s
 from worker.sealing import DataKeys, write_check_value
 
 SEALED_RECORD_FIELDS = ("request", "inflight", "result")
@@ -41,10 +42,6 @@ class RekeyReport:
     @property
     def total(self) -> int:
         return self.values + self.dead_letters
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else ("" if v is None else str(v))
 
 
 def rekey(client: Any, dk: DataKeys, *, user: str = "", host: str = "") -> RekeyReport:

@@ -37,6 +37,7 @@ import redis
 from worker import keys
 from worker.hold import Hold
 from worker.redis_client import translated
+from worker.redis_text import as_text as _s
 from worker.replication import ReplicaWait
 from worker.sealing import check_data_key, seal, unseal
 
@@ -1109,9 +1110,3 @@ def _plain(client: redis.Redis, script: Any, script_keys: Sequence[Any], args: S
 
 def _hist(h: dict[str, Any] | None) -> str:
     return json.dumps(h, separators=(",", ":")) if h else ""
-
-
-def _s(v: Any) -> str:
-    if isinstance(v, bytes):
-        return v.decode()
-    return "" if v is None else str(v)

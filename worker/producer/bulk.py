@@ -127,10 +127,7 @@ def enqueue_binds(
         for i, prepared in prepared_items(
             items, rt, deadline=deadline, callback_url=callback_url, callback_numbers=callback_numbers
         ):
-            if isinstance(prepared, AxbError):
-                out.rejected.append((i, prepared))
-            else:
-                batch.add(i, prepared)
+            batch.add(i, prepared, rejected=out.rejected)
             if len(batch.prepared) >= chunk:
                 flush()
         if batch.prepared:
@@ -166,9 +163,15 @@ class PreparedBinds:
     index: list[int] = field(default_factory=list)
     rejected: list[tuple[int, AxbError]] = field(default_factory=list)
 
-    def add(self, i: int, prepared: PreparedBind) -> None:
-        self.prepared.append(prepared)
-        self.index.append(i)
+    def add(
+        self, i: int, prepared: PreparedBind | AxbError, *, rejected: list[tuple[int, AxbError]] | None = None
+    ) -> None:
+        """Item ``i``: its prepared row, or its error (into ``rejected``, by default this batch's)."""
+        if isinstance(prepared, AxbError):
+            (self.rejected if rejected is None else rejected).append((i, prepared))
+        else:
+            self.prepared.append(prepared)
+            self.index.append(i)
 
 
 def prepare_binds(
@@ -186,10 +189,7 @@ def prepare_binds(
     for i, prepared in prepared_items(
         items, rt, deadline=deadline, callback_url=callback_url, callback_numbers=callback_numbers
     ):
-        if isinstance(prepared, AxbError):
-            out.rejected.append((i, prepared))
-        else:
-            out.add(i, prepared)
+        out.add(i, prepared)
     return out
 
 

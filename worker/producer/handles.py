@@ -24,7 +24,7 @@ class BindTimeoutError(AxbError, TimeoutError):
     """The bind did not finish within the wait; it goes on in the background."""
 
 
-@dataclass(kw_only=True)
+@dataclass
 class RecordHandle(Generic[R]):
     """A handle on one record: ``status()`` now, ``result()`` once it ended."""
 
@@ -49,7 +49,7 @@ class RecordHandle(Generic[R]):
         return wait_done(self.status, self.describe(), timeout, poll_s)
 
 
-@dataclass(kw_only=True)
+@dataclass
 class BindHandle(RecordHandle[BindResult]):
     def load(self, rec: BindRecord) -> BindResult:
         return BindResult.from_record(rec)

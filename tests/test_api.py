@@ -90,12 +90,13 @@ def test_the_same_key_and_body_again_is_200_and_a_different_body_is_409(
 ) -> None:
     """Idempotency-Key: a repeat is 200 with the same bind; another request under it is 409."""
     headers = {**bearer(token), "Idempotency-Key": "order-7"}
-    first = client.post("/v1/binds", json=bind_body(), headers=headers)
-    again = client.post("/v1/binds", json=bind_body(), headers=headers)
+    body = bind_body()  # built once: the same body, also across a second boundary
+    first = client.post("/v1/binds", json=body, headers=headers)
+    again = client.post("/v1/binds", json=body, headers=headers)
     assert (first.status_code, again.status_code) == (202, 200)
     assert again.json()["key"] == first.json()["key"] == "order-7"
     assert again.json()["task_id"] == first.json()["task_id"] and again.json()["created"] is False
-    other = client.post("/v1/binds", json=bind_body(PhoneNoB="13900000001"), headers=headers)
+    other = client.post("/v1/binds", json={**body, "PhoneNoB": "13900000001"}, headers=headers)
     assert other.status_code == 409
     assert other.json()["Code"] == "axb.IDEMPOTENCY_CONFLICT"
     client.get("/v1/binds/order-7", params={"wait": 10}, headers=bearer(token))

@@ -70,7 +70,7 @@ def summarize(raw_files: list[Path], top: int = 20) -> str:
                 for name in {f"{f} ({p})" for f, p in below if _package(p) in ("celery", "kombu")}:
                     loop_t[name] += count
             ours = {f"{f} ({p})" for f, p in frames if _package(p) in ("worker", "tasks")}
-            for name in ours - {"<module> (worker/cli.py)", "worker (worker/cli.py)"}:
+            for name in ours - {"<module> (worker/cli/__main__.py)", "worker_command (worker/cli/worker.py)"}:
                 total_t[name] += count
     if samples == 0:
         return "no samples"

@@ -25,8 +25,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx
 import pytest
-import typer
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from tests.simulator_fixture import (
     TEST_ACCESS_KEY_ID as AK,
@@ -961,27 +960,25 @@ def test_the_app_works_in_process_through_asgi_transport() -> None:
     assert len(app.state.simulator.bindings()) == 2
 
 
-def test_the_typer_command_builds_the_config_from_its_options(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`simulator --port 9 --latency-ms 20 ...` serves a SimulatorConfig with those values."""
+def test_the_simulator_command_builds_the_config_from_its_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`axb simulator --port 9 --latency-ms 20 ...` serves a SimulatorConfig with those values."""
+    from worker.cli import main
     from worker.simulator import app as app_module
-    from worker.simulator.cli import simulator as command
 
     served: list[tuple[SimulatorConfig, str, int]] = []
     monkeypatch.setattr(
         app_module, "serve", lambda config, host, port, **kw: served.append((config, host, port))
     )
-    cli = typer.Typer()
-    cli.command()(command)
-    args = ["--port", "9", "--latency-ms", "20", "--jitter-ms", "5", "--error-rate", "0.1"]
+    args = ["simulator", "--port", "9", "--latency-ms", "20", "--jitter-ms", "5", "--error-rate", "0.1"]
     args += ["--qps-limit", "50", "--seed", "7", "--pool-size", "10", "--throttle-style", "gateway"]
-    result = CliRunner().invoke(cli, args)
+    result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     ((config, host, port),) = served
     assert (host, port) == ("127.0.0.1", 9)
     assert (config.latency_ms, config.jitter_ms, config.error_rate) == (20, 5, 0.1)
     assert (config.qps_limit, config.seed, config.throttle_style) == (50, 7, "gateway")
     assert len(config.pool_numbers()["FC100000001"]) == 10
-    bad = CliRunner().invoke(cli, ["--throttle-style", "loud"])
+    bad = CliRunner().invoke(main, ["simulator", "--throttle-style", "loud"])
     assert bad.exit_code != 0
 
 
@@ -993,7 +990,7 @@ def test_run_simulator_serves_over_http_in_its_own_process(http: httpx.Client) -
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     code = (
-        "from worker.simulator.cli import run_simulator; "
+        "from worker.simulator import run_simulator; "
         f"run_simulator(port={port}, pool_size=5, log_level='debug')"
     )
     proc = subprocess.Popen(

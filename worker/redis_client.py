@@ -5,7 +5,7 @@ that may write) with ``OOM command not allowed…``. redis-py raises ``OutOfMemo
 wherever the command was sent; here it becomes :class:`worker.errors.RedisFullError` (still a
 ``redis.RedisError``), whose message says what happened and how to resume, for commands,
 scripts and pipelines alike. The producer API raises it as is; the CLI prints it on one line
-(:mod:`worker.cli_errors`); a worker waits and tries again (the task puts the message back).
+(:mod:`worker.cli.errors`); a worker waits and tries again (the task puts the message back).
 """
 
 from __future__ import annotations

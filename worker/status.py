@@ -1,6 +1,6 @@
 """What on-call asks first: is the cluster holding its calls, and why; how full is Redis.
 
-Read by ``axb status`` (worker/cli_status.py), ``axb dlq stats`` and the metrics collector
+Read by ``axb status`` (worker/cli/status.py), ``axb dlq stats`` and the metrics collector
 (worker/metrics.py), so that each shows the same thing.
 """
 

@@ -7,7 +7,7 @@ never the token itself; :meth:`TokenStore.create` returns it once, to be shown o
 Scopes: ``bind`` (enqueue binds), ``read`` (read results), ``numbers`` (see phone numbers
 unmasked, in results and callbacks), ``operate`` (unbind, extend; the on-call console).
 
-Used by ``axb token`` (:mod:`worker.cli_tokens`) and ``axb api`` (:mod:`worker.api.auth`)::
+Used by ``axb token`` (:mod:`worker.cli.tokens`) and ``axb api`` (:mod:`worker.api.auth`)::
 
     store = TokenStore(redis_client)
     token, info = store.create("orders", {"bind", "read"})

@@ -8,7 +8,7 @@ number pools and bindings, injects faults on demand, and records every call in a
     sim.set_faults(error_rate=0.2, latency_ms=30)
 """
 
-from worker.simulator.app import SimulatedConnectionReset, create_app, serve
+from worker.simulator.app import SimulatedConnectionReset, create_app, run_simulator, serve
 from worker.simulator.config import DEFAULT_POOL_KEY, Faults, SimulatorConfig
 from worker.simulator.state import Simulator
 
@@ -19,5 +19,6 @@ __all__ = [
     "Simulator",
     "SimulatorConfig",
     "create_app",
+    "run_simulator",
     "serve",
 ]

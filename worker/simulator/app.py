@@ -35,7 +35,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from worker.simulator.config import SimulatorConfig
+from worker.simulator.config import DEFAULT_POOL_SIZE, SimulatorConfig, ThrottleStyle
 from worker.simulator.gateway import IncomingRequest
 from worker.simulator.state import Answer, Simulator
 
@@ -226,3 +226,32 @@ def serve(
     pools = ", ".join(f"{key} ({len(numbers)} X)" for key, numbers in sim.config.pool_numbers().items())
     log.info("Dypls simulator on http://%s:%d, pools: %s, faults: %s", host, port, pools, sim.faults)
     uvicorn.run(app, host=host, port=port, access_log=False, log_level=log_level)
+
+
+def run_simulator(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8088,
+    latency_ms: float = 0.0,
+    jitter_ms: float = 0.0,
+    error_rate: float = 0.0,
+    qps_limit: int | None = None,
+    seed: int | None = None,
+    pool_size: int = DEFAULT_POOL_SIZE,
+    max_pairs_per_x: int = 200,
+    throttle_style: ThrottleStyle = "flow_limit",
+    log_level: str = "info",
+) -> None:
+    """Build a :class:`SimulatorConfig` from ``axb simulator``'s options and :func:`serve` it."""
+    config = SimulatorConfig(
+        latency_ms=latency_ms,
+        jitter_ms=jitter_ms,
+        error_rate=error_rate,
+        qps_limit=qps_limit,
+        seed=seed,
+        pool_size=pool_size,
+        max_pairs_per_x=max_pairs_per_x,
+        throttle_style=throttle_style,
+    )
+    config.validate()
+    serve(config, host, port, log_level=log_level)

@@ -3,21 +3,22 @@
 - :class:`AxbGroup` is the command group's class: whatever a command raises (a project error,
   a bad flag, Redis unreachable, a file that cannot be written) ends as ONE line and exit
   code 2. Unexpected exceptions say so on that line; ``AXB_DEBUG=1`` shows their traceback.
-- :class:`FiniteFloat` is the type of every number flag: ``nan``, ``inf`` and ``1e30`` are bad
-  values like any other, not a crash three calls later.
+- :func:`fail_invalid` and :func:`refuse` say why a request was refused (the field, the vendor
+  code it would cause), as JSON too when the command got ``--json``.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
 import click
+from rich.markup import escape
 
-from worker.errors import AxbError
+from worker.cli.output import emit, err_console
+from worker.errors import AxbError, InvalidRequestError
 from worker.masking import mask_text
 
 EXIT_REFUSED = 2
@@ -32,6 +33,28 @@ def fail(message: str, code: int = EXIT_REFUSED) -> NoReturn:
     """Print one masked line on stderr and exit with ``code`` (2: refused)."""
     click.echo(one_line(message), err=True)
     sys.exit(code)
+
+
+def fail_invalid(err: InvalidRequestError, as_json: bool = True) -> NoReturn:
+    """Refuse a request that does not validate: its problems as JSON (with ``as_json``) on
+    stdout, one line on stderr, exit 2."""
+    payload = {
+        "Code": err.code,
+        "Message": str(err),
+        "Problems": [{"field": p.field, "code": p.code, "reason": p.reason} for p in err.problems],
+    }
+    if as_json:
+        emit(payload, False)
+    err_console.print(f"[red]invalid request:[/red] {escape(mask_text(str(err)))}", highlight=False)
+    sys.exit(EXIT_REFUSED)
+
+
+def refuse(err: AxbError, as_json: bool) -> NoReturn:
+    """Refuse what the producer API refused: :func:`fail_invalid` for a request that does not
+    validate, else one ``refused:`` line; exit 2 either way."""
+    if isinstance(err, InvalidRequestError):
+        fail_invalid(err, as_json)
+    fail(f"refused: {err}")
 
 
 def debug_enabled() -> bool:
@@ -85,30 +108,3 @@ class AxbGroup(click.Group):
             if debug_enabled():
                 raise
             fail(describe(exc))
-
-
-class FiniteFloat(click.ParamType):  # type: ignore[type-arg]
-    """A finite number within ``[minimum, maximum]``: refuses ``nan``, ``inf``, ``1e30``."""
-
-    name = "number"
-
-    def __init__(self, minimum: float, maximum: float, unit: str = "") -> None:
-        self.minimum = minimum
-        self.maximum = maximum
-        self.unit = unit
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is not a number", param, ctx)
-        if not math.isfinite(number) or not self.minimum <= number <= self.maximum:
-            unit = f" {self.unit}" if self.unit else ""
-            self.fail(f"must be a number from {self.minimum:g} to {self.maximum:g}{unit}", param, ctx)
-        return number
-
-
-# Minutes from now for --expires-in: more than the vendor's one-minute minimum is checked by the
-# request model (isv.EXPIRE_DATE_ILLEGAL); this only keeps the date computable.
-MINUTES_AHEAD = FiniteFloat(-525_600, 52_560_000, "minutes (100 years)")
-WAIT_SECONDS = FiniteFloat(0, 86_400, "seconds")

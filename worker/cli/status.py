@@ -1,6 +1,6 @@
 """``axb status``: is the cluster holding its vendor calls, and why; queue, dead letters, Redis memory.
 
-Registered on :data:`worker.cli.main`. Exit code 0 when calls flow, 1 while a hold is in force
+Exit code 0 when calls flow, 1 while a hold is in force
 (so a script can wait on it).
 """
 
@@ -11,12 +11,13 @@ import sys
 
 import click
 
-from worker.cli import main, out_console
+from worker.cli.options import json_option
+from worker.cli.output import out_console
 
 
-@main.command()
-@click.option("--json", "as_json", is_flag=True, help="print JSON")
-def status(as_json: bool) -> None:
+@click.command("status")
+@json_option("print JSON")
+def status_command(as_json: bool) -> None:
     """The hold in force (account refused, vendor unreachable…), with its reason and start; the
     queue, held and delayed keys, dead letters and Redis memory."""
     from worker.runtime import get_runtime

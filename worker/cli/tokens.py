@@ -1,6 +1,6 @@
 """``axb token create / list / revoke``: the API's bearer tokens (see :mod:`worker.tokens`).
 
-Registered on :data:`worker.cli.main`. ``create`` prints the token once, on stdout alone (so
+``create`` prints the token once, on stdout alone (so
 ``TOKEN=$(axb token create orders --scopes bind,read)`` works); only its hash is stored.
 """
 
@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from worker.cli import err_console, main, out_console
+from worker.cli.options import json_option
+from worker.cli.output import err_console, out_console
 
 if TYPE_CHECKING:
     from worker.tokens import TokenStore
@@ -30,12 +31,12 @@ def _when(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if ms else ""
 
 
-@main.group()
-def token() -> None:
+@click.group("token")
+def token_group() -> None:
     """API tokens for `axb api`: create (shown once), list, revoke."""
 
 
-@token.command("create")
+@token_group.command("create")
 @click.argument("name")
 @click.option(
     "--scopes",
@@ -60,8 +61,8 @@ def token_create(name: str, scopes: str) -> None:
     )
 
 
-@token.command("list")
-@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@token_group.command("list")
+@json_option("print JSON")
 @click.option("--all", "show_all", is_flag=True, help="revoked tokens too")
 def token_list(as_json: bool, show_all: bool) -> None:
     """The tokens: name, id, scopes, created, revoked (never the token itself)."""
@@ -79,7 +80,7 @@ def token_list(as_json: bool, show_all: bool) -> None:
     out_console().print(table)
 
 
-@token.command("revoke")
+@token_group.command("revoke")
 @click.argument("name")
 def token_revoke(name: str) -> None:
     """Revoke NAME's token: every request with it gets 401 from now on."""

@@ -1,19 +1,18 @@
 """``axb unbind`` and ``axb extend``: the trip lifecycle from the command line.
 
-Registered on :data:`worker.cli.main`. Phone numbers (the X number too) are masked in every
-output unless ``--show-numbers`` is given.
+Phone numbers (the X number too) are masked in every output unless ``--show-numbers`` is given.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
 
-from worker.cli import _fail_invalid, _report_handle, main
-from worker.cli_errors import MINUTES_AHEAD, WAIT_SECONDS, fail
-from worker.errors import AxbError, InvalidRequestError
+from worker.cli.errors import refuse
+from worker.cli.options import expiration_in, expires_in_option, follow_options
+from worker.cli.output import report_handle
+from worker.errors import AxbError
 
 
 def _follow(handle: Any, wait: bool, timeout: float, as_json: bool, show_numbers: bool) -> None:
@@ -24,25 +23,16 @@ def _follow(handle: Any, wait: bool, timeout: float, as_json: bool, show_numbers
         "task_id": handle.task_id,
         "created": handle.created,
     }
-    _report_handle(handle, info, wait=wait, timeout=timeout, as_json=as_json, show_numbers=show_numbers)
+    report_handle(handle, info, wait=wait, timeout=timeout, as_json=as_json, show_numbers=show_numbers)
 
 
-def _refused(err: AxbError, as_json: bool) -> None:
-    if isinstance(err, InvalidRequestError):
-        _fail_invalid(err, as_json)
-    fail(f"refused: {err}")
-
-
-@main.command()
+@click.command("unbind")
 @click.argument("key", required=False)
 @click.option("--subs-id", default=None, help="unbind this subscription (with --pool-key and --secret-no)")
 @click.option("--pool-key", default=None, help="the subscription's PoolKey")
 @click.option("--secret-no", default=None, help="the subscription's X number")
-@click.option("--wait", is_flag=True, help="wait until unbound (or dead-lettered)")
-@click.option("--timeout", default=30.0, show_default=True, type=WAIT_SECONDS, help="seconds to --wait")
-@click.option("--json", "as_json", is_flag=True, help="print JSON")
-@click.option("--show-numbers", is_flag=True)
-def unbind(
+@follow_options("wait until unbound (or dead-lettered)")
+def unbind_command(
     key: str | None,
     subs_id: str | None,
     pool_key: str | None,
@@ -60,22 +50,16 @@ def unbind(
     try:
         handle = enqueue_unbind(key, subs_id=subs_id, pool_key=pool_key, secret_no=secret_no)
     except AxbError as err:
-        _refused(err, as_json)
-        return
+        refuse(err, as_json)
     _follow(handle, wait, timeout, as_json, show_numbers)
 
 
-@main.command()
+@click.command("extend")
 @click.argument("key")
 @click.option("--expiration", default=None, help="the new Expiration, yyyy-MM-dd HH:mm:ss (UTC+8)")
-@click.option(
-    "--expires-in", type=MINUTES_AHEAD, default=None, metavar="MINUTES", help="instead: minutes from now"
-)
-@click.option("--wait", is_flag=True, help="wait until extended (or dead-lettered)")
-@click.option("--timeout", default=30.0, show_default=True, type=WAIT_SECONDS, help="seconds to --wait")
-@click.option("--json", "as_json", is_flag=True, help="print JSON")
-@click.option("--show-numbers", is_flag=True)
-def extend(
+@expires_in_option("instead: minutes from now")
+@follow_options("wait until extended (or dead-lettered)")
+def extend_command(
     key: str,
     expiration: str | None,
     expires_in: float | None,
@@ -88,13 +72,11 @@ def extend(
     from worker.producer import enqueue_extend
 
     if expiration is None and expires_in is not None:
-        cst = datetime.now(UTC) + timedelta(hours=8, minutes=expires_in)
-        expiration = cst.strftime("%Y-%m-%d %H:%M:%S")
+        expiration = expiration_in(expires_in)
     if expiration is None:
         raise click.UsageError("give --expiration 'yyyy-MM-dd HH:mm:ss' or --expires-in MINUTES")
     try:
         handle = enqueue_extend(key, expiration)
     except AxbError as err:
-        _refused(err, as_json)
-        return
+        refuse(err, as_json)
     _follow(handle, wait, timeout, as_json, show_numbers)

@@ -1,6 +1,6 @@
 """``axb keygen``, ``axb rekey`` and ``axb forget``: personal data at rest from the command line.
 
-Registered on :data:`worker.cli.main`. No number is ever printed: ``forget`` shows the masked form.
+No number is ever printed: ``forget`` shows the masked form.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import sys
 
 import click
 
-from worker.cli import err_console, main, out_console
-from worker.cli_errors import fail
+from worker.cli.errors import fail
+from worker.cli.options import json_option
+from worker.cli.output import err_console, out_console
 from worker.errors import InvalidRequestError
 from worker.masking import mask_obj
 from worker.sealing import KEY_BYTES, DataKeyError
@@ -25,15 +26,15 @@ def _fail(message: str) -> None:
     fail(f"refused: {message}")
 
 
-@main.command()
-def keygen() -> None:
+@click.command("keygen")
+def keygen_command() -> None:
     """Print a new AXB_DATA_KEY (32 random bytes, URL-safe base64)."""
     click.echo(base64.urlsafe_b64encode(os.urandom(KEY_BYTES)).decode())
 
 
-@main.command()
-@click.option("--json", "as_json", is_flag=True, help="print counts as JSON")
-def rekey(as_json: bool) -> None:
+@click.command("rekey")
+@json_option("print counts as JSON")
+def rekey_command(as_json: bool) -> None:
     """Re-seal every phone number and signed request under the first AXB_DATA_KEY key.
 
     Idempotent and resumable: run it again after an interruption. Prints the count."""
@@ -68,11 +69,11 @@ def rekey(as_json: bool) -> None:
         )
 
 
-@main.command()
+@click.command("forget")
 @click.option("--phone", required=True, help="the number to erase, in any spelling")
 @click.option("--yes", is_flag=True, help="do not ask for confirmation")
-@click.option("--json", "as_json", is_flag=True, help="print counts as JSON")
-def forget(phone: str, yes: bool, as_json: bool) -> None:
+@json_option("print counts as JSON")
+def forget_command(phone: str, yes: bool, as_json: bool) -> None:
     """Erase a phone number from every record, history and dead letter (a deletion request).
 
     Scans and opens every record and dead letter. Prints counts; writes an audit record holding

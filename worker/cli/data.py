@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import getpass
-import json
 import os
 import socket
 import sys
@@ -16,7 +15,7 @@ import click
 
 from worker.cli.errors import fail
 from worker.cli.options import json_option
-from worker.cli.output import err_console, out_console
+from worker.cli.output import err_console, print_summary
 from worker.errors import InvalidRequestError
 from worker.masking import mask_obj
 from worker.sealing import KEY_BYTES, DataKeyError
@@ -59,14 +58,12 @@ def rekey_command(as_json: bool) -> None:
         "changed_meanwhile": report.changed_meanwhile,
         "key_id": dk.first_id,
     }
-    if as_json:
-        click.echo(json.dumps(out))
-    else:
-        out_console().print(
-            f"re-sealed {report.total} value(s) under key {dk.first_id} ({report.values} record"
-            f" field(s), {report.dead_letters} dead letter(s)); audit record written",
-            highlight=False,
-        )
+    print_summary(
+        out,
+        as_json,
+        f"re-sealed {report.total} value(s) under key {dk.first_id} ({report.values} record"
+        f" field(s), {report.dead_letters} dead letter(s)); audit record written",
+    )
 
 
 @click.command("forget")
@@ -116,14 +113,12 @@ def forget_command(phone: str, yes: bool, as_json: bool) -> None:
         "dead_letters": report.dead_letters,
         "in_flight": mask_obj(report.in_flight),
     }
-    if as_json:
-        click.echo(json.dumps(out))
-    else:
-        out_console().print(
-            f"erased {mask_number(digits)}: {report.records} record(s) ({report.cancelled} cancelled"
-            f" before sending), {report.dead_letters} dead letter(s); audit record written",
-            highlight=False,
-        )
+    print_summary(
+        out,
+        as_json,
+        f"erased {mask_number(digits)}: {report.records} record(s) ({report.cancelled} cancelled"
+        f" before sending), {report.dead_letters} dead letter(s); audit record written",
+    )
     if report.in_flight:
         err_console.print(
             f"{len(report.in_flight)} bind(s) have a request at the vendor: run axb forget again"

@@ -34,6 +34,14 @@ def emit(obj: Any, show_numbers: bool) -> None:
     click.echo(json.dumps(obj if show_numbers else mask_obj(obj), ensure_ascii=False, indent=2))
 
 
+def print_summary(summary: dict[str, Any], as_json: bool, sentence: str) -> None:
+    """Print a command's outcome: ``summary`` as one line of JSON with ``--json``, else ``sentence``."""
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        out_console().print(sentence, highlight=False)
+
+
 def print_table(info: dict[str, Any], show_numbers: bool = False) -> None:
     """Print ``info`` as a two-column key/value table (a dict value as ``a=b, c=d``)."""
     table = Table(show_header=False, box=None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from worker.cli.options import FiniteFloat
@@ -51,32 +53,8 @@ from worker.cli.options import FiniteFloat
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
     help="uvicorn and simulator log level",
 )
-def simulator_command(
-    host: str,
-    port: int,
-    latency_ms: float,
-    jitter_ms: float,
-    error_rate: float,
-    qps_limit: int | None,
-    seed: int | None,
-    pool_size: int,
-    max_pairs_per_x: int,
-    throttle_style: str,
-    log_level: str,
-) -> None:
+def simulator_command(host: str, port: int, log_level: str, **config: Any) -> None:
     """Run the local Dypls simulator (signatures, validation, number pools, faults, ledger)."""
     from worker.simulator import run_simulator
 
-    run_simulator(
-        host=host,
-        port=port,
-        latency_ms=latency_ms,
-        jitter_ms=jitter_ms,
-        error_rate=error_rate,
-        qps_limit=qps_limit,
-        seed=seed,
-        pool_size=pool_size,
-        max_pairs_per_x=max_pairs_per_x,
-        throttle_style="gateway" if throttle_style == "gateway" else "flow_limit",
-        log_level=log_level,
-    )
+    run_simulator(host=host, port=port, log_level=log_level, **config)

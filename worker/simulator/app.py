@@ -35,7 +35,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from worker.simulator.config import DEFAULT_POOL_SIZE, SimulatorConfig, ThrottleStyle
+from worker.simulator.config import SimulatorConfig
 from worker.simulator.gateway import IncomingRequest
 from worker.simulator.state import Answer, Simulator
 
@@ -229,29 +229,10 @@ def serve(
 
 
 def run_simulator(
-    *,
-    host: str = "127.0.0.1",
-    port: int = 8088,
-    latency_ms: float = 0.0,
-    jitter_ms: float = 0.0,
-    error_rate: float = 0.0,
-    qps_limit: int | None = None,
-    seed: int | None = None,
-    pool_size: int = DEFAULT_POOL_SIZE,
-    max_pairs_per_x: int = 200,
-    throttle_style: ThrottleStyle = "flow_limit",
-    log_level: str = "info",
+    *, host: str = "127.0.0.1", port: int = 8088, log_level: str = "info", **config: Any
 ) -> None:
-    """Build a :class:`SimulatorConfig` from ``axb simulator``'s options and :func:`serve` it."""
-    config = SimulatorConfig(
-        latency_ms=latency_ms,
-        jitter_ms=jitter_ms,
-        error_rate=error_rate,
-        qps_limit=qps_limit,
-        seed=seed,
-        pool_size=pool_size,
-        max_pairs_per_x=max_pairs_per_x,
-        throttle_style=throttle_style,
-    )
-    config.validate()
-    serve(config, host, port, log_level=log_level)
+    """:func:`serve` a :class:`SimulatorConfig` built from ``config`` (its field names:
+    ``latency_ms``, ``pool_size``, ``throttle_style``...), validated first; ``axb simulator``."""
+    simulator_config = SimulatorConfig(**config)
+    simulator_config.validate()
+    serve(simulator_config, host, port, log_level=log_level)

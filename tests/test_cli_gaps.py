@@ -24,7 +24,7 @@ from worker.producer import enqueue_bind
 from worker.runtime import Runtime, get_runtime, reset_runtime
 from worker.settings import Settings, reset_settings_cache
 
-# At most 366 days ahead (worker.models.MAX_EXPIRATION_AHEAD).
+# At most 366 days ahead (worker.vendor.MAX_EXPIRATION_AHEAD).
 TOMORROW = (datetime.now(UTC) + timedelta(hours=8, days=1)).strftime("%Y-%m-%d %H:%M:%S")
 
 PHONE_KEY = "call-13800138000"

@@ -10,7 +10,6 @@ import pytest
 from tests.pipeline_fixture import apply_env
 from tests.test_pipeline import expiration
 from worker import errors
-from worker.client import DyplsClient
 from worker.errors import (
     AccountError,
     AmbiguousVendorError,
@@ -21,8 +20,8 @@ from worker.errors import (
     TransportError,
     classify,
 )
-from worker.models import parse_bind_request
 from worker.settings import Settings
+from worker.vendor import DyplsClient, parse_bind_request
 
 A = "13812345678"
 

@@ -211,7 +211,7 @@ def test_an_unbind_of_a_bind_whose_outcome_is_unknown_dead_letters_for_reconcili
     celery_worker: Any, simulator: Any, pipeline: Runtime
 ) -> None:
     """A bind that may exist (axb.AMBIGUOUS_OUTCOME) cannot be unbound blindly: a clear dead letter."""
-    from worker.client import DyplsClient
+    from worker.vendor import DyplsClient
 
     transport = LoseFirstAnswer()
     pipeline._client = DyplsClient(pipeline.settings, transport=transport)

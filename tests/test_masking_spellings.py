@@ -1,6 +1,6 @@
 """worker.masking recognises a phone number in every spelling the validator accepts, and more.
 
-The validator (:func:`worker.models.normalize_phone`) takes whitespace anywhere and a
+The validator (:func:`worker.vendor.normalize_phone`) takes whitespace anywhere and a
 ``+86``/``0086``/``86`` prefix (a landline then with or without its trunk 0). People also write
 dashes and full-width digits; the validator refuses those, so they land in the rejects file, and
 must be masked there too.
@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from worker.masking import digits_of, mask_number, mask_obj, mask_text
-from worker.models import normalize_phone
+from worker.vendor import normalize_phone
 
 numbers = st.one_of(
     st.from_regex(r"1[3-9][0-9]{9}", fullmatch=True),

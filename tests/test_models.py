@@ -1,4 +1,4 @@
-"""worker.models: BindAxb and related requests are validated at the door, responses parsed, numbers masked."""
+"""worker.vendor: BindAxb and related requests are validated at the door, responses parsed, numbers masked."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from worker.errors import CODE_TABLE, InvalidRequestError
-from worker.models import (
+from worker.vendor import (
     CST,
     BindAxbRequest,
     BindAxbResponse,
@@ -38,7 +38,7 @@ ILLEGAL = "isv.MOBILE_NUMBER_ILLEGAL"
 EXPIRE = "isv.EXPIRE_DATE_ILLEGAL"
 INVALID = "isv.INVALID_PARAMETERS"
 
-pytestmark = pytest.mark.filterwarnings("ignore::worker.models.CallTimeoutWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::worker.vendor.CallTimeoutWarning")
 
 
 def row(**over: Any) -> dict[str, Any]:

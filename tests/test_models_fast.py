@@ -1,4 +1,4 @@
-"""worker.models.bind_params: the bulk producers' validation without pydantic.
+"""worker.vendor.bind_params: the bulk producers' validation without pydantic.
 
 It may only ever *accept*, and only what ``parse_bind_request`` accepts, with the very same
 ``to_json_dict()`` (order included), Expiration, fingerprint and default key; everything else is
@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from worker.errors import InvalidRequestError
-from worker.models import (
+from worker.vendor import (
     BindAxbRequest,
     bind_default_key,
     bind_fingerprint,

@@ -165,7 +165,7 @@ def test_runtime_holds_are_read_from_the_same_keys_the_scripts_check(
             "PoolKey": "FC100000001",
             "PhoneNoA": "13800000001",
             "PhoneNoB": "13900000001",
-            # At most 366 days ahead (worker.models.MAX_EXPIRATION_AHEAD).
+            # At most 366 days ahead (worker.vendor.MAX_EXPIRATION_AHEAD).
             "Expiration": (datetime.now(UTC) + timedelta(hours=8, days=1)).strftime("%Y-%m-%d %H:%M:%S"),
             "OutId": "hk-1",
         }

@@ -163,7 +163,7 @@ def test_a_lost_request_is_resent_with_its_nonce_and_binds_once(
     celery_worker: Any, simulator: Any, pipeline: Runtime
 ) -> None:
     """A read timeout on a request that never arrived: the replay (same nonce) binds, once."""
-    from worker.client import DyplsClient
+    from worker.vendor import DyplsClient
 
     transport = DropFirstRequest()
     pipeline._client = DyplsClient(pipeline.settings, transport=transport)
@@ -178,7 +178,7 @@ def test_an_answer_lost_after_the_bind_was_made_is_not_bound_again(
     celery_worker: Any, simulator: Any, pipeline: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The vendor binds but answers too late: the replay gets SignatureNonceUsed → AMBIGUOUS dead letter."""
-    from worker.client import DyplsClient
+    from worker.vendor import DyplsClient
 
     monkeypatch.setattr(pipeline.settings, "read_timeout_s", 0.3)
     pipeline._client = DyplsClient(pipeline.settings)

@@ -132,7 +132,7 @@ def test_the_signed_request_stays_while_an_answer_is_lost_and_goes_once_it_is_se
 ) -> None:
     """Answers lost (read timeouts): the signed request is kept for the nonce proof; once the
     proof settles it (SignatureNonceUsed → ambiguous dead letter) it is deleted."""
-    from worker.client import DyplsClient
+    from worker.vendor import DyplsClient
 
     monkeypatch.setattr(pipeline.settings, "read_timeout_s", 0.3)
     pipeline._client = DyplsClient(pipeline.settings)

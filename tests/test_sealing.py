@@ -220,7 +220,7 @@ def test_with_a_key_a_lost_request_is_still_resent_byte_for_byte_and_binds_once(
 ) -> None:
     """The nonce-replay proof through a sealed `inflight`: one nonce at the vendor, one binding."""
     from tests.test_pipeline import DropFirstRequest
-    from worker.client import DyplsClient
+    from worker.vendor import DyplsClient
 
     apply_env(monkeypatch, {"AXB_DATA_KEY": new_key()})
     transport = DropFirstRequest()

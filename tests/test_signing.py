@@ -1,4 +1,4 @@
-"""``worker.signing`` is byte-identical to the official Alibaba Cloud SDKs, with their own code as oracles.
+"""``worker.vendor`` signs byte-identically to the official Alibaba Cloud SDKs (their own code is the oracle).
 
 - v1 (HMAC-SHA1): ``aliyunsdkcore.auth.composer.rpc_signature_composer`` (string-to-sign, signature,
   and the whole signed URL of ``get_signed_url``) and ``get_rpcsignature`` of the Tea utils.
@@ -31,7 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from Tea.request import TeaRequest
 
-from worker.signing import (
+from worker.vendor import (
     API_VERSION,
     EMPTY_SHA256,
     V3_ALGORITHM,

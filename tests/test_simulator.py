@@ -2,7 +2,7 @@
 
 Most tests talk to the session's simulator over a real socket (the ``simulator`` fixture resets it
 per test); a few use ``httpx.ASGITransport`` in process, and one runs ``run_simulator`` in a child
-process. Requests are signed with ``worker.signing``, never by hand.
+process. Requests are signed with ``worker.vendor``, never by hand.
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ from tests.simulator_fixture import (
     RunningSimulator,
     fixture_config,
 )
-from worker.signing import (
+from worker.simulator import SimulatedConnectionReset, SimulatorConfig, create_app
+from worker.simulator.state import FIRST_SUBS_ID
+from worker.vendor import (
     API_VERSION,
     V3_ALGORITHM,
     SignedRequest,
@@ -49,8 +51,6 @@ from worker.signing import (
     v3_signature,
     v3_string_to_sign,
 )
-from worker.simulator import SimulatedConnectionReset, SimulatorConfig, create_app
-from worker.simulator.state import FIRST_SUBS_ID
 
 ROOT = Path(__file__).resolve().parent.parent
 POOL = "FC100000001"
@@ -146,7 +146,7 @@ def query(client: httpx.Client, sim: RunningSimulator, dto: dict[str, str]) -> d
 def signed_v3_with_form(
     sim: RunningSimulator, action: str, query_params: dict[str, str], form: dict[str, str]
 ) -> tuple[str, dict[str, str], bytes]:
-    """A v3 request with a form body, built from the ``worker.signing`` primitives."""
+    """A v3 request with a form body, built from the ``worker.vendor`` primitives."""
     body = urlencode(form).encode()
     headers = {
         "host": urlsplit(sim.url).netloc,
@@ -181,7 +181,7 @@ def assert_gateway_error(response: httpx.Response, status: int, code: str) -> di
 def test_a_correctly_signed_bind_succeeds_in_either_signature_style(
     http: httpx.Client, simulator: RunningSimulator, scheme: Scheme
 ) -> None:
-    """Both v1 and v3 requests signed by worker.signing bind and return a SecretBindDTO."""
+    """Both v1 and v3 requests signed by worker.vendor bind and return a SecretBindDTO."""
     body = call(http, simulator, "BindAxb", bind_params(1), scheme=scheme).json()
     assert body["Code"] == "OK" and body["Message"] == "OK" and REQUEST_ID.match(body["RequestId"])
     dto = body["SecretBindDTO"]

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from worker.errors import InvalidRequestError
-from worker.models import CST, CallTimeoutWarning, normalize_phone, parse_bind_request
+from worker.vendor import CST, CallTimeoutWarning, normalize_phone, parse_bind_request
 
 NOW = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)  # 16:00 in UTC+8
 

@@ -115,7 +115,7 @@ class DeadLetter:
         """The binding's Expiration in epoch ms (from the entry, else from its request)."""
         if self.expires_at:
             return self.expires_at
-        from worker.models import parse_bind_request
+        from worker.vendor import parse_bind_request
 
         try:
             return int(parse_bind_request(self.request, check_future=False).expiration.timestamp() * 1000)

@@ -28,8 +28,8 @@ from rich.table import Table
 from worker.backfill import safe_writer, unescape_cell
 from worker.connections import redis_client
 from worker.masking import mask_number
-from worker.models import normalize_phone
 from worker.settings import Settings
+from worker.vendor import normalize_phone
 
 SAMPLE = Path(__file__).with_name("samples") / "sample.csv"
 console = Console(width=None if sys.stdout.isatty() else 130)

@@ -38,9 +38,9 @@ from worker import keys
 from worker.deadletters import DeadLetters
 from worker.errors import InvalidRequestError
 from worker.masking import mask_number
-from worker.models import MOBILE_NUMBER_ILLEGAL, NOT_A_NUMBER, normalize_phone
 from worker.redis_text import as_text as _s
 from worker.sealing import DataKeys, unseal
+from worker.vendor import MOBILE_NUMBER_ILLEGAL, NOT_A_NUMBER, normalize_phone
 
 FORGOTTEN = "axb.FORGOTTEN"
 PAGE = 500

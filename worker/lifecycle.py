@@ -41,13 +41,6 @@ from worker.errors import Handling, InvalidRequestError, VendorError
 from worker.hold import Hold
 from worker.limiter import late_allowance
 from worker.metrics import BINDS, LIFECYCLE, LIMITER_WAIT, VENDOR_LATENCY
-from worker.models import (
-    UpdateSubscriptionRequest,
-    VendorResponse,
-    format_expiration,
-    parse_expiration,
-    parse_request,
-)
 from worker.pipeline import (
     LEASE_EXTRA_S,
     Outcome,
@@ -61,6 +54,13 @@ from worker.pipeline import (
 )
 from worker.runtime import Runtime
 from worker.store import CANCELLED, DEAD_LETTERED, PENDING, SUCCEEDED, BindRecord, now_ms
+from worker.vendor import (
+    UpdateSubscriptionRequest,
+    VendorResponse,
+    format_expiration,
+    parse_expiration,
+    parse_request,
+)
 
 log = logging.getLogger("axb.lifecycle")
 

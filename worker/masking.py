@@ -3,7 +3,7 @@
 Every string that may reach a log line, CLI output, file, exception message, Sentry event or a
 task view goes through :func:`mask_text`. Numbers are masked wherever they appear inside text
 (URLs, JSON, messages, CSV rows), for mobiles and for landlines, in every spelling that
-:func:`worker.models.normalize_phone` accepts and more:
+:func:`worker.vendor.normalize_phone` accepts and more:
 
 - separators between any two digits: any whitespace (``138 0013 8000``, ideographic space),
   hyphens and dashes (``138-0013-8001``, ``0571-8899-2688``, full-width ``－``);

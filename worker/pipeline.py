@@ -29,10 +29,8 @@ from worker.errors import AmbiguousVendorError, Handling, InvalidRequestError, V
 from worker.hold import ACCOUNT, Hold
 from worker.limiter import late_allowance
 from worker.metrics import BINDS, LIFECYCLE, LIMITER_WAIT, RETRIES, VENDOR_LATENCY
-from worker.models import api_params, bind_params, parse_bind_request
 from worker.observability import key_scope, report_dead_letter
 from worker.runtime import Runtime
-from worker.signing import SignedRequest
 from worker.store import (
     PENDING,
     RETRYING,
@@ -45,6 +43,7 @@ from worker.store import (
     Start,
     now_ms,
 )
+from worker.vendor import SignedRequest, api_params, bind_params, parse_bind_request
 
 log = logging.getLogger("axb.bind")
 

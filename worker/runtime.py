@@ -20,7 +20,6 @@ from typing import Any
 import redis
 
 from worker import keys
-from worker.client import DyplsClient
 from worker.connections import redis_client, wait_replicas
 from worker.delay import DelayQueue, Pump, Watchdog
 from worker.hold import Holds
@@ -29,6 +28,7 @@ from worker.masking import mask_text
 from worker.replication import ReplicaWait
 from worker.settings import Settings, get_settings
 from worker.store import BindStore
+from worker.vendor import DyplsClient
 
 
 @dataclass

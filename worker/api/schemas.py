@@ -1,6 +1,6 @@
 """The JSON bodies of the HTTP API, as pydantic models: FastAPI checks their *types* and
 publishes them in ``/openapi.json``; the values are checked by the producer's own validation
-(:mod:`worker.models`), so a bad value gets the same field and vendor code as from Python.
+(:mod:`worker.vendor`), so a bad value gets the same field and vendor code as from Python.
 
 Field names are the vendor's (``PoolKey``, ``PhoneNoA``, ...). Types are strict (a number sent
 as a JSON number where the API wants text is refused, not guessed at) and unknown fields are
@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from worker.models import BindAxbRequest
+from worker.vendor import BindAxbRequest
 
 MAX_BATCH_ITEMS = 1000
 REQUIRED_BIND_FIELDS = ["PoolKey", "PhoneNoA", "PhoneNoB", "Expiration"]

@@ -137,7 +137,7 @@ def read_csv_header(path: Path) -> list[str] | None:
 @functools.cache
 def _parameter_names() -> dict[str, str]:
     """API name of every BindAxbRequest parameter, by its API name and its field name."""
-    from worker.models import BindAxbRequest
+    from worker.vendor import BindAxbRequest
 
     out: dict[str, str] = {}
     for name, info in BindAxbRequest.model_fields.items():

@@ -87,8 +87,7 @@ def call_group() -> None:
 @show_numbers_option("print phone numbers unmasked")
 def call_bind(show_numbers: bool, **kw: Any) -> None:
     """Call BindAxb once and print the JSON response; non-zero exit on any non-OK code."""
-    from worker.client import DyplsClient
-    from worker.models import parse_bind_request
+    from worker.vendor import DyplsClient, parse_bind_request
 
     try:
         request = parse_bind_request(bind_params(kw))
@@ -119,7 +118,7 @@ def call_bind(show_numbers: bool, **kw: Any) -> None:
 @show_numbers_option()
 def call_unbind(pool_key: str, secret_no: str, subs_id: str, show_numbers: bool) -> None:
     """Call UnbindSubscription once (isv.SUBS_NOT_EXIST counts as done)."""
-    from worker.client import DyplsClient
+    from worker.vendor import DyplsClient
 
     with DyplsClient() as client:
         try:

@@ -11,13 +11,13 @@ from typing import Any, NamedTuple
 from worker import keys
 from worker.callback_url import UrlChecker
 from worker.errors import IdempotencyConflictError, InvalidRequestError
-from worker.models import BindAxbRequest, bind_params, bind_stored_forms, parse_bind_request
 from worker.producer import checks
 from worker.producer.commit import publish_missing
 from worker.producer.handles import BindHandle
 from worker.producer.idempotency import key_for_params
 from worker.runtime import Runtime
 from worker.store import CreateOutcome
+from worker.vendor import BindAxbRequest, bind_params, bind_stored_forms, parse_bind_request
 
 # The vendor refuses an Expiration less than a minute away: stop calling a little before that.
 EXPIRATION_MARGIN_MS = 60_000

@@ -10,12 +10,12 @@ from typing import Any
 
 from worker.errors import AxbError, IdempotencyConflictError, InvalidRequestError
 from worker.masking import mask_text
-from worker.models import BindAxbRequest
 from worker.producer import checks
 from worker.producer.binds import PreparedBind, callback_fields, commit_prepared, prepare_bind, url_checker
 from worker.producer.handles import BindHandle
 from worker.runtime import Runtime, get_runtime
 from worker.store import PendingCreates
+from worker.vendor import BindAxbRequest
 
 BindItem = (
     BindAxbRequest

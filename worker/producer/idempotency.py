@@ -7,7 +7,7 @@ from typing import Any
 
 from worker import keys
 from worker.errors import InvalidRequestError
-from worker.models import BindAxbRequest, bind_default_key
+from worker.vendor import BindAxbRequest, bind_default_key
 
 MAX_KEY_LENGTH = 200
 

@@ -16,13 +16,6 @@ from typing import Any
 
 from worker import errors, keys
 from worker.errors import AxbError, InvalidRequestError
-from worker.models import (
-    UnbindSubscriptionRequest,
-    format_expiration,
-    parse_expiration,
-    parse_request,
-    to_cst,
-)
 from worker.producer import checks
 from worker.producer.binds import EXPIRATION_MARGIN_MS, callback_fields, url_checker
 from worker.producer.commit import is_new, publish_missing
@@ -31,6 +24,13 @@ from worker.producer.idempotency import check_key
 from worker.producer.results import LifecycleResult
 from worker.runtime import Runtime, get_runtime
 from worker.store import BindRecord, now_ms
+from worker.vendor import (
+    UnbindSubscriptionRequest,
+    format_expiration,
+    parse_expiration,
+    parse_request,
+    to_cst,
+)
 
 # An unbind given only by SubsId (no bind record) may be retried for this long.
 UNBIND_BY_SUBS_WINDOW_MS = 86_400_000

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from worker.masking import mask_obj
-from worker.models import SecretBindDTO, format_expiration
 from worker.store import SUCCEEDED, TERMINAL, BindRecord, now_ms
+from worker.vendor import SecretBindDTO, format_expiration
 
 
 @dataclass(frozen=True, kw_only=True)

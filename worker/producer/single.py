@@ -7,12 +7,12 @@ from datetime import datetime
 from typing import Any
 
 from worker.errors import IdempotencyConflictError
-from worker.models import BindAxbRequest
 from worker.producer import checks
 from worker.producer.binds import callback_fields, commit_prepared, prepare_bind, url_checker
 from worker.producer.handles import BindHandle
 from worker.producer.results import BindResult
 from worker.runtime import get_runtime
+from worker.vendor import BindAxbRequest
 
 
 def enqueue_bind(

@@ -1,6 +1,6 @@
 """A local Dypls (Alibaba Cloud privacy number) endpoint for tests, demos and load runs.
 
-It verifies both signature styles with :mod:`worker.signing`, validates like the vendor, keeps
+It verifies both signature styles with :mod:`worker.vendor` (signing), validates like the vendor, keeps
 number pools and bindings, injects faults on demand, and records every call in a ledger.
 
     app = create_app(SimulatorConfig(pool_size=10))

@@ -4,7 +4,7 @@
 wants the action, nonce and OutId even of refused calls). :func:`authenticate` then checks it as
 the gateway does, in order: required pieces, action and version, AccessKeyId, timestamp, and
 signature, raising :class:`GatewayError`. Nonces are state and are checked by the simulator.
-Signatures are recomputed with :mod:`worker.signing`, never a second implementation.
+Signatures are recomputed with :mod:`worker.vendor` (signing), never a second implementation.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
-from worker.signing import (
+from worker.simulator.config import ACTIONS
+from worker.vendor import (
     API_VERSION,
     V3_ALGORITHM,
     v1_signature,
@@ -26,7 +27,6 @@ from worker.signing import (
     v3_signature,
     v3_string_to_sign,
 )
-from worker.simulator.config import ACTIONS
 
 # Parameters of the v1 envelope: everything else in the query or form is the action's own.
 V1_COMMON = frozenset(

@@ -15,6 +15,8 @@ Outcomes of :meth:`DyplsClient.send`:
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
@@ -29,17 +31,37 @@ from worker.errors import (
     VendorError,
     error_for,
 )
-from worker.models import (
-    BindAxbRequest,
-    BindAxbResponse,
-    QuerySubscriptionDetailResponse,
-    UpdateSubscriptionRequest,
-    VendorResponse,
-)
 from worker.settings import Settings, get_settings
-from worker.signing import SignedRequest, sign_request
+from worker.vendor.requests import BindAxbRequest, UpdateSubscriptionRequest
+from worker.vendor.responses import BindAxbResponse, QuerySubscriptionDetailResponse, VendorResponse
+from worker.vendor.signing import SignedRequest, sign_request
 
 USER_AGENT = "axb-bind-worker/0.1 (+httpx)"
+
+# httpx's exceptions -> ours, most specific first (as httpx's own ``_transports/default.py`` maps
+# httpcore's). Whether the request left decides everything: before, it is safe to send again
+# with a fresh nonce; after, the vendor may have applied it.
+NOT_SENT: tuple[type[httpx.TransportError], ...] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+)
+
+
+@contextmanager
+def map_transport_errors() -> Iterator[None]:
+    """Turn an httpx failure inside the block into :class:`TransportError` (never sent) or
+    :class:`AmbiguousVendorError` (sent, no usable answer), chained to the httpx error."""
+    try:
+        yield
+    except NOT_SENT as exc:
+        raise TransportError(TRANSPORT_ERROR, f"not sent: {type(exc).__name__}: {exc}", sent=False) from exc
+    except httpx.TimeoutException as exc:
+        raise AmbiguousVendorError(READ_TIMEOUT, f"sent, no answer in time: {type(exc).__name__}") from exc
+    except httpx.TransportError as exc:
+        raise AmbiguousVendorError(
+            TRANSPORT_ERROR, f"sent, connection lost: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _retry_after_s(response: httpx.Response) -> float | None:
@@ -104,22 +126,10 @@ class DyplsClient:
 
     def send(self, signed: SignedRequest) -> dict[str, Any]:
         """Put ``signed`` on the wire and return the JSON body of an ``OK`` answer."""
-        try:
+        with map_transport_errors():
             response = self._http.request(
                 signed.method, signed.url, headers=signed.headers, content=signed.body or None
             )
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise TransportError(
-                TRANSPORT_ERROR, f"not sent: {type(exc).__name__}: {exc}", sent=False
-            ) from exc
-        except httpx.TimeoutException as exc:
-            raise AmbiguousVendorError(
-                READ_TIMEOUT, f"sent, no answer in time: {type(exc).__name__}"
-            ) from exc
-        except httpx.TransportError as exc:
-            raise AmbiguousVendorError(
-                TRANSPORT_ERROR, f"sent, connection lost: {type(exc).__name__}: {exc}"
-            ) from exc
         return self._parse(response)
 
     def _parse(self, response: httpx.Response) -> dict[str, Any]:

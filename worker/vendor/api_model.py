@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from worker.masking import mask_number, mask_obj
 
 # Fields whose value is a phone number: masked whole in every repr.
-NUMBER_FIELDS = frozenset({"phone_no_a", "phone_no_b", "phone_no_x", "secret_no"})
+_NUMBER_FIELDS = frozenset({"phone_no_a", "phone_no_b", "phone_no_x", "secret_no"})
 
 
 class ApiModel(BaseModel):
@@ -26,7 +26,7 @@ class ApiModel(BaseModel):
 
     def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
         for name, value in super().__repr_args__():
-            if name in NUMBER_FIELDS and isinstance(value, str) and value:
+            if name in _NUMBER_FIELDS and isinstance(value, str) and value:
                 yield name, mask_number(value)
             elif isinstance(value, str | dict | list | tuple):
                 yield name, mask_obj(value)

@@ -32,7 +32,7 @@ from worker.vendor.requests import ApiRequest, BindAxbRequest
 RequestT = TypeVar("RequestT", bound=ApiRequest)
 
 # A missing required field gets the code of its own format check.
-MISSING_CODE = {
+_MISSING_CODE = {
     "PhoneNoA": MOBILE_NUMBER_ILLEGAL,
     "PhoneNoB": MOBILE_NUMBER_ILLEGAL,
     "PhoneNoX": MOBILE_NUMBER_ILLEGAL,
@@ -41,7 +41,7 @@ MISSING_CODE = {
 }
 
 
-def field_problems(exc: ValidationError, model: type[BaseModel]) -> list[FieldProblem]:
+def _field_problems(exc: ValidationError, model: type[BaseModel]) -> list[FieldProblem]:
     """One :class:`FieldProblem` per pydantic error, by API name; never quotes an input value."""
     aliases = {name: f.alias or name for name, f in model.model_fields.items()}
     action = model.__name__.removesuffix("Request")
@@ -54,13 +54,13 @@ def field_problems(exc: ValidationError, model: type[BaseModel]) -> list[FieldPr
         if isinstance(cause, FieldError):
             out.append(FieldProblem(cause.field or field or "request", cause.code, cause.reason))
         elif etype == "missing":
-            out.append(FieldProblem(field, MISSING_CODE.get(field, INVALID_PARAMETERS), REQUIRED))
+            out.append(FieldProblem(field, _MISSING_CODE.get(field, INVALID_PARAMETERS), REQUIRED))
         elif etype == "extra_forbidden":
             out.append(FieldProblem(field, INVALID_PARAMETERS, f"is not a {action} parameter"))
         elif etype == "invalid_key":
             out.append(FieldProblem(field or "request", INVALID_PARAMETERS, "parameter names must be text"))
         else:
-            code = MISSING_CODE.get(field, INVALID_PARAMETERS)
+            code = _MISSING_CODE.get(field, INVALID_PARAMETERS)
             out.append(FieldProblem(field or "request", code, f"is invalid ({etype})"))
     return out
 
@@ -90,7 +90,7 @@ def parse_request(
     try:
         return model.model_validate(dict(data), context={"check_future": check_future, "now": now})
     except ValidationError as exc:
-        problems = field_problems(exc, model)
+        problems = _field_problems(exc, model)
     # Raised outside the except block: the pydantic error (which holds the inputs) is not chained.
     raise InvalidRequestError(problems) from None
 

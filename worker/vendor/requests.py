@@ -165,7 +165,7 @@ class QuerySubscriptionDetailRequest(ApiRequest):
 
 
 # Which parameter each OperateType needs (updateOutId may clear OutId, so it needs none).
-UPDATE_NEEDS: dict[str, str] = {
+_UPDATE_NEEDS: dict[str, str] = {
     "updateNoA": "phone_no_a",
     "updateNoB": "phone_no_b",
     "updateExpire": "expiration",
@@ -205,7 +205,7 @@ class UpdateSubscriptionRequest(ApiRequest):
 
     @model_validator(mode="after")
     def _v_operation_has_its_parameter(self) -> UpdateSubscriptionRequest:
-        needed = UPDATE_NEEDS.get(self.operate_type)
+        needed = _UPDATE_NEEDS.get(self.operate_type)
         if needed is not None and getattr(self, needed) is None:
             alias = type(self).model_fields[needed].alias or needed
             raise FieldError(

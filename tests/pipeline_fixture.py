@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,10 +12,13 @@ from typing import Any
 
 import pytest
 
+from tests.waiting import queue_settled, wait_until
 from worker.runtime import Runtime, get_runtime, reset_runtime
 from worker.settings import Settings, get_settings, reset_settings_cache
 
 ROOT = Path(__file__).resolve().parent.parent
+
+__all__ = ["FAST", "ROOT", "WorkerProcess", "apply_env", "axb_env", "queue_settled", "wait_until"]
 
 FAST = {
     "AXB_BACKOFF_INITIAL_S": "0.05",
@@ -125,14 +127,3 @@ def axb_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT)
     return env
-
-
-def wait_until(predicate: Any, timeout: float = 20.0, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)

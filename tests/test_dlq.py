@@ -14,8 +14,9 @@ from pydantic import SecretStr
 from tests.pipeline_fixture import ROOT, axb_env
 from tests.sentry_capture import SentryCapture
 from tests.test_pipeline import request
+from tests.waiting import finished_result, wait_until
 from worker.cli import main
-from worker.producer import enqueue_binds, get_result
+from worker.producer import enqueue_binds
 from worker.runtime import Runtime
 
 RAW = [f"1380000{i:04d}" for i in range(40, 46)] + [f"1390000{i:04d}" for i in range(40, 46)]
@@ -73,11 +74,7 @@ def test_replay_reenqueues_under_the_same_key_and_failures_come_back_with_histor
     first = json.loads(run("dlq", "list", "--json", "--code", "isv.ACCOUNT_ABNORMAL").stdout)
     out = json.loads(run("dlq", "replay", first[0]["id"], "--json").stdout)
     assert out["replayed"] == [first[0]["id"]]
-    again = get_result(first[0]["key"])
-    deadline = time.monotonic() + 15
-    while (again is None or not again.done) and time.monotonic() < deadline:
-        time.sleep(0.05)
-        again = get_result(first[0]["key"])
+    again = wait_until(lambda: finished_result(first[0]["key"]), timeout=15)
     assert again is not None and again.status == "dead_lettered"
     back = json.loads(run("dlq", "list", "--json", "--code", "isv.ACCOUNT_ABNORMAL").stdout)
     entry = next(e for e in back if e["key"] == first[0]["key"])
@@ -91,10 +88,7 @@ def test_replay_reenqueues_under_the_same_key_and_failures_come_back_with_histor
     out = json.loads(run("dlq", "replay", "--code", "isv.ACCOUNT_ABNORMAL", "--json").stdout)
     assert len(out["replayed"]) == 2
     for e in back:
-        deadline = time.monotonic() + 15
-        while not (r := get_result(e["key"])) or not r.done:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        r = wait_until(lambda key=e["key"]: finished_result(key), timeout=15)
         assert r.ok
         assert len(simulator.bindings_for(e["key"])) == 1
     assert json.loads(run("dlq", "stats", "--json").stdout)["by_code"] == {"isv.POOLKEY_NOT_EXISTS": 2}
@@ -182,12 +176,10 @@ def test_each_dead_letter_is_one_sentry_event_without_personal_data(
         enqueue_binds([request(70)]).handles[0].result(timeout=15)  # one retry, then OK: no event
         make_dead_letters(simulator)
         # The record turns dead_lettered a moment before the worker reports it: wait for the events.
-        deadline = time.monotonic() + 10
-        while len(capture.events) < 4 and time.monotonic() < deadline:
-            sentry_sdk.flush(1)
-            time.sleep(0.05)
-        time.sleep(0.3)
-        sentry_sdk.flush(2)
+        wait_until(lambda: sentry_sdk.flush(1) or len(capture.events) >= 4, timeout=10)
+        # Then a marker event: the SDK sends in order, so once it has arrived, every event the
+        # worker reported before it has arrived too (no fifth one still on its way).
+        capture.send_barrier(timeout_s=10)
     finally:
         sentry_sdk.get_client().close()
         sentry_sdk.init(dsn=None)

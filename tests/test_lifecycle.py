@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +14,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from tests.pipeline_fixture import wait_until
+from tests.pipeline_fixture import queue_settled, wait_until
 from tests.simulator_fixture import fixture_config
 from tests.test_pipeline import expiration, request
 from worker import errors, keys
@@ -151,7 +150,8 @@ def test_a_cancelled_bind_is_never_bound_later(pipeline: Runtime, simulator: Any
         assert enqueue_unbind("order-6").result(timeout=15).outcome == "cancelled"
         again = enqueue_bind(same)
         assert not again.created and again.result(timeout=5).status == "cancelled"
-        time.sleep(0.3)
+        # Nothing left to deliver on the queue: no later message for the key can still call.
+        wait_until(lambda: queue_settled(pipeline))
     assert vendor_calls(simulator, "BindAxb") == []
 
 
@@ -169,7 +169,8 @@ def test_an_unbind_cancels_a_bind_retrying_after_definite_refusals(
     bound = bind.result(timeout=5)
     assert bound.status == "cancelled" and bound.attempts >= 1
     calls = len(vendor_calls(simulator, "BindAxb"))
-    time.sleep(0.5)
+    # The retry the bind had scheduled is gone with it, and nothing else is left to deliver.
+    wait_until(lambda: queue_settled(pipeline))
     assert len(vendor_calls(simulator, "BindAxb")) == calls
     assert simulator.ledger()["live_bindings"] == 0
 
@@ -214,7 +215,7 @@ def test_an_unbind_of_a_bind_whose_outcome_is_unknown_dead_letters_for_reconcili
     from worker.vendor import DyplsClient
 
     transport = LoseFirstAnswer()
-    pipeline._client = DyplsClient(pipeline.settings, transport=transport)
+    pipeline.client = DyplsClient(pipeline.settings, transport=transport)
     bind = enqueue_bind(request(9))
     wait_until(lambda: (r := bind.status()) is not None and r.attempts >= 1, timeout=10)
     unbind = enqueue_unbind("order-9")

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
-from worker import errors
+from tests.waiting import finished_result, queue_settled, wait_until
+from worker import errors, keys
 from worker.deadletters import DeadLetters
 from worker.errors import IdempotencyConflictError, InvalidRequestError
 from worker.producer import enqueue_bind, get_result
@@ -118,14 +118,17 @@ def test_the_same_key_enqueued_three_times_concurrently_makes_one_binding(
     assert len(calls_for(simulator, "order-5")) == 1
 
 
-def test_enqueueing_a_finished_key_again_makes_no_new_call(celery_worker: Any, simulator: Any) -> None:
+def test_enqueueing_a_finished_key_again_makes_no_new_call(
+    celery_worker: Any, simulator: Any, pipeline: Runtime
+) -> None:
     """After success, the same key returns the stored result without calling the vendor."""
     same = request(6)
     first = enqueue_bind(same).result(timeout=15)
     second_handle = enqueue_bind(same)
     assert not second_handle.created
     assert second_handle.result(timeout=5).dto == first.dto
-    time.sleep(0.3)
+    # Nothing left to deliver on the queue: no later message for the key can still call.
+    wait_until(lambda: queue_settled(pipeline))
     assert len(calls_for(simulator, "order-6")) == 1
 
 
@@ -166,7 +169,7 @@ def test_a_lost_request_is_resent_with_its_nonce_and_binds_once(
     from worker.vendor import DyplsClient
 
     transport = DropFirstRequest()
-    pipeline._client = DyplsClient(pipeline.settings, transport=transport)
+    pipeline.client = DyplsClient(pipeline.settings, transport=transport)
     res = enqueue_bind(request(10)).result(timeout=15)
     assert res.ok and res.attempts == 2 and transport.dropped == 1
     assert len(bindings_for(simulator, "order-10")) == 1
@@ -181,10 +184,10 @@ def test_an_answer_lost_after_the_bind_was_made_is_not_bound_again(
     from worker.vendor import DyplsClient
 
     monkeypatch.setattr(pipeline.settings, "read_timeout_s", 0.3)
-    pipeline._client = DyplsClient(pipeline.settings)
+    pipeline.client = DyplsClient(pipeline.settings)
     simulator.set_faults(slow_response_ms=1500, slow_rate=1.0)
     handle = enqueue_bind(request(11))
-    time.sleep(0.5)
+    wait_until(lambda: bindings_for(simulator, "order-11"))  # bound; its answer is on the slow path
     simulator.set_faults(slow_response_ms=0, slow_rate=0.0)
     res = handle.result(timeout=15)
     assert res.status == "dead_lettered" and res.code == errors.AMBIGUOUS_OUTCOME
@@ -203,7 +206,12 @@ def test_wrong_credentials_stop_the_cluster_calling_instead_of_storming(
 
     apply_env(monkeypatch, {"AXB_ACCESS_KEY_SECRET": "a-wrong-secret", "AXB_ACCOUNT_HOLD_S": "1.5"})
     handles = enqueue_binds([request(700 + i) for i in range(20)]).handles
-    time.sleep(1.0)
+
+    def every_bind_refused_or_held() -> bool:
+        seen = [h.status() for h in handles]
+        return all(r is not None and (r.done or "held" in (r.message or "")) for r in seen)
+
+    wait_until(every_bind_refused_or_held, timeout=10)
     refused = [c for c in simulator.ledger()["calls"] if c["code"] == "SignatureDoesNotMatch"]
     assert 1 <= len(refused) <= 8  # at most the calls already in flight, not one per bind
     held = [h.status() for h in handles]
@@ -231,9 +239,7 @@ def test_malformed_messages_put_straight_on_the_queue_are_dead_lettered(
     res = enqueue_bind(request(80)).result(timeout=15)
     assert res.ok
     dead = DeadLetters(pipeline.redis)
-    deadline = time.monotonic() + 10
-    while len(dead.entries()) < 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: len(dead.entries()) >= 3, timeout=10)
     entries = dead.entries()
     assert [e.code for e in entries] == [errors.MALFORMED_MESSAGE] * 3
     assert all("13800000123" not in e.raw for e in entries)
@@ -271,14 +277,10 @@ def test_a_message_lost_by_the_broker_or_never_published_is_sent_again_by_the_wa
         start_pump()
         try:
             assert lost.result(timeout=20).ok
-            res = get_result("order-91")
-            deadline = time.monotonic() + 20
-            while (res is None or not res.done) and time.monotonic() < deadline:
-                time.sleep(0.05)
-                res = get_result("order-91")
-            assert res is not None and res.ok
+            res = wait_until(lambda: finished_result("order-91"))
+            assert res.ok
         finally:
             stop_pump()
     assert len(bindings_for(simulator, "order-90")) == 1
     assert len(bindings_for(simulator, "order-91")) == 1
-    assert rt.redis.zcard(f"axb:watch:{rt.settings.queue}") == 0  # finished keys are unwatched
+    assert rt.redis.zcard(keys.watch(rt.settings.queue)) == 0  # finished keys are unwatched

@@ -135,7 +135,7 @@ def test_the_signed_request_stays_while_an_answer_is_lost_and_goes_once_it_is_se
     from worker.vendor import DyplsClient
 
     monkeypatch.setattr(pipeline.settings, "read_timeout_s", 0.3)
-    pipeline._client = DyplsClient(pipeline.settings)
+    pipeline.client = DyplsClient(pipeline.settings)
     simulator.set_faults(slow_response_ms=1500, slow_rate=1.0)
     handle = enqueue_bind(request(13))
     kept = wait_until(

@@ -225,7 +225,7 @@ def test_with_a_key_a_lost_request_is_still_resent_byte_for_byte_and_binds_once(
     apply_env(monkeypatch, {"AXB_DATA_KEY": new_key()})
     transport = DropFirstRequest()
     rt = get_runtime()
-    rt._client = DyplsClient(rt.settings, transport=transport)
+    rt.client = DyplsClient(rt.settings, transport=transport)
     res = enqueue_bind(request(21)).result(timeout=15)
     assert res.ok and res.attempts == 2 and transport.dropped == 1
     calls = [c for c in simulator.ledger()["calls"] if c.get("out_id") == "seal-21"]

@@ -62,6 +62,12 @@ class Runtime:
             self._client = DyplsClient(self.settings)
         return self._client
 
+    @client.setter
+    def client(self, client: DyplsClient) -> None:
+        """Use ``client`` for this runtime's vendor calls from now on (for example one built with
+        a custom httpx transport, or after changing timeouts in ``settings``)."""
+        self._client = client
+
     def limits(self, pool: str) -> list[Limit]:
         s = self.settings
         # The account's burst pays for 10 ms of send lateness where it can (worker.limiter).

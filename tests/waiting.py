@@ -1,0 +1,59 @@
+"""Waiting in tests: poll for a condition instead of sleeping a fixed time.
+
+Rules of this suite (see the README's test notes):
+
+- Never ``time.sleep(x)`` and then assert: on a slow machine the thing has not happened yet,
+  on a fast one the test waited for nothing. Wait for the condition with :func:`wait_until`.
+- Never sleep and then assert that something did NOT happen. Wait instead for a positive fact
+  that proves the absence: a counter, a later event that can only come after it (a barrier),
+  or a state from which it can no longer happen (:func:`queue_settled`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
+
+from worker import keys
+from worker.producer import BindResult, get_result
+
+if TYPE_CHECKING:
+    from worker.runtime import Runtime
+
+T = TypeVar("T")
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 20.0, interval: float = 0.05) -> T:
+    """Call ``predicate`` every ``interval`` seconds until it returns a truthy value, and return
+    that value. Raises AssertionError (the test fails) if it is still falsy after ``timeout``
+    seconds; the predicate is always tried once more at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+def queue_settled(rt: Runtime) -> bool:
+    """True when nothing of ``rt``'s queue is left to deliver: no message on the queue, none in the
+    delay queue (scheduled or claimed by the pump), and no key watched (every key created on it
+    has had its terminal write). From this state no further vendor call can come for its keys,
+    so a test can assert an absence after ``wait_until(lambda: queue_settled(rt))``."""
+    q = rt.settings.queue
+    pipe = rt.redis.pipeline(transaction=False)
+    pipe.llen(q)
+    pipe.zcard(keys.delayed(q))
+    pipe.exists(keys.delayed_claimed(q))
+    pipe.zcard(keys.watch(q))
+    return not any(pipe.execute())
+
+
+def finished_result(key: str) -> BindResult | None:
+    """The bind result of ``key`` once it is done (succeeded, dead-lettered or cancelled), else
+    None: ``wait_until(lambda: finished_result(key))`` waits for it and returns it."""
+    result = get_result(key)
+    return result if result is not None and result.done else None

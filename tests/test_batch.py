@@ -15,6 +15,7 @@ import pytest
 
 from tests.pipeline_fixture import apply_env, wait_until
 from tests.test_pipeline import bindings_for, calls_for, request
+from tests.waiting import watch_overdue
 from worker import errors, keys
 from worker.deadletters import DeadLetters
 from worker.delay import Watchdog
@@ -158,7 +159,7 @@ def test_a_key_whose_earlier_delivery_died_leaves_its_batch_and_goes_alone(
     # An earlier delivery started order-301 and died (its lease has run out since).
     first = pipeline.store.start("order-301", "dead-delivery", 0.001, pipeline.settings.access_key_id)
     assert first.starts == 1
-    time.sleep(0.01)  # its lease has run out
+    wait_until(lambda: not pipeline.redis.exists(keys.bind_lease("order-301")))  # its lease has run out
     outcomes = {o.key: o.status for o in run_bind_many(pipeline, batch, "second-delivery")}
     assert outcomes == {
         "order-300": "succeeded",
@@ -185,12 +186,12 @@ def test_the_watchdog_sees_keys_inside_batch_messages(
     rt = get_runtime()
     res = enqueue_binds([request(i) for i in range(400, 405)])
     assert len(queued(rt)) == 1
-    time.sleep(0.2)
+    wait_until(lambda: watch_overdue(rt.redis, rt.settings.queue))
     dog = Watchdog(rt.redis, rt.settings.queue, 0.1, lambda ks: rt.publish(ks, batch=True), lock_ms=1)
     assert dog.sweep() == 0
     assert len(queued(rt)) == 1
     rt.redis.delete(rt.settings.queue)
-    time.sleep(0.2)
+    wait_until(lambda: watch_overdue(rt.redis, rt.settings.queue))
     wait_until(lambda: dog.sweep() == 5, timeout=5)
     ((task, again, _),) = queued(rt)
     assert task == "axb.bind_many" and sorted(again) == sorted(h.key for h in res.handles)

@@ -79,7 +79,7 @@ def queued_keys(rt: Runtime) -> list[str]:
     action=st.sampled_from(["bind", "unbind", "extend"]),
 )
 def test_the_task_id_is_the_uuid5_of_the_key(key: str, action: str) -> None:
-    assert keys.task_id_for(key, action) == str(uuid.uuid5(keys._TASK_NS, f"{action}:{key}"))
+    assert keys.task_id_for(key, action) == str(uuid.uuid5(keys.TASK_ID_NAMESPACE, f"{action}:{key}"))
 
 
 def test_a_key_that_is_not_utf_8_fails_as_before() -> None:

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 import redis
 from click.testing import CliRunner
+from prometheus_client import REGISTRY
 
 from tests.pipeline_fixture import WorkerProcess, apply_env, axb_env, wait_until
 from worker import errors, keys
 from worker.cli import main
 from worker.deadletters import DeadLetters, Selection
 from worker.errors import InvalidRequestError
-from worker.metrics import DEAD_LETTERS_EXPIRED
 from worker.producer import enqueue_bind, get_result
 from worker.retention import Retention
 from worker.runtime import Runtime
@@ -46,6 +46,11 @@ def raw_record(client: redis.Redis, key: str) -> dict[str, str]:
         (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
         for k, v in client.hgetall(keys.bind_record(key)).items()
     }
+
+
+def expired_total() -> float:
+    """axb_dead_letters_expired_total as this process's Prometheus registry exposes it."""
+    return REGISTRY.get_sample_value("axb_dead_letters_expired_total") or 0.0
 
 
 # --- the Expiration bound ------------------------------------------------------------------------
@@ -229,11 +234,11 @@ def test_retention_removes_old_dead_letters_with_an_audit_record_and_a_metric(
     month_ago = int(time.time() * 1000) - 31 * DAY_MS
     redis_client.xdel(keys.DEAD_LETTERS, old)
     old = redis_client.xadd(keys.DEAD_LETTERS, {**fields, "dead_lettered_at": str(month_ago)})
-    before = DEAD_LETTERS_EXPIRED._value.get()
+    before = expired_total()
     removed = Retention(redis_client, 30).sweep()
     assert removed == 1
     assert [d.id for d in dead.entries()] == [young]
-    assert DEAD_LETTERS_EXPIRED._value.get() == before + 1
+    assert expired_total() == before + 1
     audit = dead.audit()[0]
     assert audit["op"] == "retention" and audit["count"] == "1" and old in audit["ids"]
     assert "13800110030" not in str(audit)

@@ -7,6 +7,7 @@ import json
 import pytest
 import redis
 
+from tests.waiting import wait_until, watch_overdue
 from worker import keys
 from worker.delay import DelayQueue, Pump
 from worker.store import (
@@ -182,9 +183,7 @@ def test_the_watchdog_republishes_only_keys_whose_message_is_nowhere(redis_clien
 
     published: list[str] = []
     wd = Watchdog(redis_client, q, watch_s=30, publish=published.extend)
-    import time
-
-    time.sleep(0.01)
+    wait_until(lambda: watch_overdue(redis_client, q))
     assert wd.sweep() == 1
     assert published == ["lost"]
     watched = dict(redis_client.zrange(keys.watch(q), 0, -1, withscores=True))
@@ -202,8 +201,6 @@ def test_the_watchdog_trusts_a_backlog_too_long_to_scan(redis_client: redis.Redi
     store.create_many([_row("k")])
     redis_client.rpush(q, *[b"{}"] * 5)
     published: list[str] = []
-    import time
-
-    time.sleep(0.01)
+    wait_until(lambda: watch_overdue(redis_client, q))
     assert Watchdog(redis_client, q, watch_s=30, publish=published.extend, scan_max=3).sweep() == 0
     assert published == [] and redis_client.zscore(keys.watch(q), "k") is not None

@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
+import redis
+
 from worker import keys
 from worker.producer import BindResult, get_result
 
@@ -57,3 +59,10 @@ def finished_result(key: str) -> BindResult | None:
     None: ``wait_until(lambda: finished_result(key))`` waits for it and returns it."""
     result = get_result(key)
     return result if result is not None and result.done else None
+
+
+def watch_overdue(client: redis.Redis, queue: str) -> bool:
+    """True when ``queue`` has watched keys and every one of them is overdue, so the watchdog's
+    next sweep looks at all of them (the readiness wait before a test calls ``sweep()``)."""
+    scores = [score for _, score in client.zrange(keys.watch(queue), 0, -1, withscores=True)]
+    return bool(scores) and max(scores) < time.time() * 1000

@@ -6,8 +6,10 @@ import hashlib
 import uuid
 
 PREFIX = "axb"
-_TASK_NS = uuid.UUID("6f1c2b0e-6d1e-4f0a-9a53-6a7862696e64")
-_TASK_NS_BYTES = _TASK_NS.bytes
+# The uuid5 namespace of Celery task ids: task_id_for(key, action) == str(uuid.uuid5(TASK_ID_NAMESPACE,
+# f"{action}:{key}")).
+TASK_ID_NAMESPACE = uuid.UUID("6f1c2b0e-6d1e-4f0a-9a53-6a7862696e64")
+_TASK_NS_BYTES = TASK_ID_NAMESPACE.bytes
 _UUID_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
@@ -150,7 +152,7 @@ def held(queue: str) -> str:
 
 def task_id_for(key: str, action: str = "bind") -> str:
     """Celery task id derived from the idempotency key: the same key, the same task id."""
-    # uuid.uuid5(_TASK_NS, name) spelled out (bulk enqueues derive one per row; building a
+    # uuid.uuid5(TASK_ID_NAMESPACE, name) spelled out (bulk enqueues derive one per row; building a
     # uuid.UUID costs more than the hash).
     h = hashlib.sha1(_TASK_NS_BYTES + f"{action}:{key}".encode(), usedforsecurity=False).hexdigest()
     return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_UUID_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"

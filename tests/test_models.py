@@ -662,10 +662,15 @@ anything = st.one_of(
 def test_any_value_in_any_field_validates_or_raises_invalid_request_error(field: str, value: Any) -> None:
     """One arbitrary value in an otherwise valid row: a request, or problems with a known vendor code."""
     try:
-        parse_bind_request(row(**{field: value}) if value is not None else {**row(), field: None}, now=NOW)
+        r = parse_bind_request(
+            row(**{field: value}) if value is not None else {**row(), field: None}, now=NOW
+        )
     except InvalidRequestError as err:
         assert err.problems
         assert all(p.field and p.code in CODE_TABLE and p.reason for p in err.problems)
+    else:
+        # Accepted: what would be stored (its JSON form) is valid and parses back to the same request.
+        assert parse_bind_request(r.to_json_dict(), check_future=False) == r
 
 
 @settings(max_examples=200, deadline=None)

@@ -21,6 +21,8 @@ import pytest
 import redis
 from click.testing import CliRunner
 from prometheus_client import REGISTRY
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from tests.pipeline_fixture import ROOT, WorkerProcess, apply_env, axb_env, wait_until
 from tests.sentinel_cluster import PASSWORD, SentinelCluster
@@ -230,7 +232,7 @@ def replica_asleep(cluster: SentinelCluster, seconds: float) -> Iterator[None]:
     replica = replica_client(cluster)
     sleeper = threading.Thread(target=replica.execute_command, args=("DEBUG", "SLEEP", seconds))
     sleeper.start()
-    time.sleep(0.1)  # the command has reached it
+    wait_until(lambda: not answers(replica_client(cluster, socket_timeout_s=0.05)), timeout=seconds / 2)
     try:
         yield
     finally:
@@ -238,10 +240,26 @@ def replica_asleep(cluster: SentinelCluster, seconds: float) -> Iterator[None]:
         replica.close()
 
 
-def replica_client(cluster: SentinelCluster) -> redis.Redis:
+def replica_client(cluster: SentinelCluster, socket_timeout_s: float = 10) -> redis.Redis:
+    """A client of the replica. A short ``socket_timeout_s`` is a probe: it is not retried."""
     primary = cluster.primary_port()
     (port,) = [p for p in cluster.nodes if p != primary]
-    return redis.Redis(port=port, password=PASSWORD, socket_timeout=10)
+    if socket_timeout_s < 1:
+        return redis.Redis(
+            port=port, password=PASSWORD, socket_timeout=socket_timeout_s, retry=Retry(NoBackoff(), 0)
+        )
+    return redis.Redis(port=port, password=PASSWORD, socket_timeout=socket_timeout_s)
+
+
+def answers(client: redis.Redis) -> bool:
+    """Whether the server answers a PING within the client's socket timeout (then closes it).
+    A server blocked in DEBUG SLEEP does not: the readiness check for :func:`replica_asleep`."""
+    try:
+        return bool(client.ping())
+    except redis.TimeoutError:
+        return False
+    finally:
+        client.close()
 
 
 def shortfalls() -> float:

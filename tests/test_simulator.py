@@ -37,6 +37,7 @@ from tests.simulator_fixture import (
     RunningSimulator,
     fixture_config,
 )
+from tests.waiting import http_serving, wait_until
 from worker.simulator import SimulatedConnectionReset, SimulatorConfig, create_app
 from worker.simulator.state import FIRST_SUBS_ID
 from worker.vendor import (
@@ -338,9 +339,7 @@ def test_the_nonce_is_recorded_at_receipt_before_the_call_is_processed(
     first: list[httpx.Response] = []
     thread = threading.Thread(target=lambda: first.append(send(http, signed)))
     thread.start()
-    deadline = time.monotonic() + 5
-    while not simulator.calls() and time.monotonic() < deadline:
-        time.sleep(0.005)
+    wait_until(simulator.calls, timeout=5, interval=0.005)  # the first copy is in its latency
     assert_gateway_error(send(http, signed), 400, "SignatureNonceUsed")
     assert not first  # refused while the first copy was still being processed
     thread.join(5)
@@ -358,8 +357,12 @@ def test_a_nonce_is_per_access_key_and_forgotten_after_15_minutes(
         http, simulator, "BindAxb", bind_params(15), nonce="n-1", access_key_id="second", secret="s2"
     )
     assert other_key.json()["Code"] == "OK"
-    time.sleep(0.25)
-    assert call(http, simulator, "BindAxb", bind_params(16), nonce="n-1").json()["Code"] == "OK"
+    # Refused (SignatureNonceUsed) while the nonce is remembered, accepted once its window is over.
+    wait_until(
+        lambda: call(http, simulator, "BindAxb", bind_params(16), nonce="n-1").json()["Code"] == "OK",
+        timeout=5,
+    )
+    assert len(simulator.bindings()) == 3
 
 
 def test_an_unknown_action_or_version_is_refused(http: httpx.Client, simulator: RunningSimulator) -> None:
@@ -922,9 +925,7 @@ def test_a_call_waiting_during_a_reset_leaves_no_trace(
         target=lambda: result.append(call(http, simulator, "BindAxb", bind_params(280)))
     )
     thread.start()
-    deadline = time.monotonic() + 5
-    while not simulator.calls() and time.monotonic() < deadline:
-        time.sleep(0.005)
+    wait_until(simulator.calls, timeout=5, interval=0.005)  # the bind is in its latency
     simulator.reset()
     thread.join(5)
     assert result[0].status_code == 503
@@ -1002,14 +1003,7 @@ def test_run_simulator_serves_over_http_in_its_own_process(http: httpx.Client) -
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                http.get(f"{url}/_simulator/ledger")
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline and proc.poll() is None, "the simulator did not start"
-                time.sleep(0.05)
+        wait_until(lambda: http_serving(http, f"{url}/_simulator/ledger", proc), timeout=15)
         signed = sign_request(
             "BindAxb", bind_params(300), endpoint=url, access_key_id=AK, secret=SECRET, scheme="v1"
         )

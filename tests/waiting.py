@@ -11,10 +11,12 @@ Rules of this suite (see the README's test notes):
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
+import httpx
 import redis
 
 from worker import keys
@@ -66,3 +68,14 @@ def watch_overdue(client: redis.Redis, queue: str) -> bool:
     next sweep looks at all of them (the readiness wait before a test calls ``sweep()``)."""
     scores = [score for _, score in client.zrange(keys.watch(queue), 0, -1, withscores=True)]
     return bool(scores) and max(scores) < time.time() * 1000
+
+
+def http_serving(client: httpx.Client, url: str, proc: subprocess.Popen[bytes] | None = None) -> bool:
+    """Whether ``url`` answers a GET (any status). While it does not, the server process ``proc``
+    must still be running: a server that died fails the wait at once instead of at its timeout."""
+    try:
+        client.get(url)
+        return True
+    except httpx.TransportError:
+        assert proc is None or proc.poll() is None, f"the server for {url} exited ({proc.returncode})"
+        return False

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ import redis
 
 from tests.conftest import free_port
 from tests.pipeline_fixture import FAST, ROOT, apply_env
+from tests.waiting import http_serving, wait_until
 from worker.runtime import Runtime, get_runtime, reset_runtime
 from worker.settings import reset_settings_cache
 from worker.tokens import SCOPES, TokenStore
@@ -52,16 +52,9 @@ class ApiProcess:
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"axb api did not start (exit code {self.proc.poll()})")
-            time.sleep(0.05)
+        with httpx.Client(timeout=1) as http:
+            wait_until(lambda: http_serving(http, f"{self.url}/healthz", self.proc), timeout=timeout_s)
+        return self
 
     def stop(self) -> None:
         if self.proc is None:

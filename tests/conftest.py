@@ -7,13 +7,13 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
+from tests.waiting import redis_answers, wait_until
 from worker.settings import Settings, reset_settings_cache
 
 pytest_plugins = ["tests.simulator_fixture", "tests.pipeline_fixture"]
@@ -78,15 +78,7 @@ class RedisServer:
             stderr=subprocess.DEVNULL,
         )
         client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
+        wait_until(lambda: redis_answers(client, self.proc), timeout=10, interval=0.02)
         client.close()
 
     def stop(self) -> None:

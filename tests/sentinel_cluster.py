@@ -17,6 +17,7 @@ from typing import Any
 import redis
 
 from tests.conftest import free_port
+from tests.waiting import redis_answers, wait_until
 
 MASTER = "mymaster"
 PASSWORD = "s3cret-pw"
@@ -30,16 +31,8 @@ def _exe() -> str:
 
 def _wait_ping(port: int, password: str | None, timeout_s: float = 10) -> None:
     client = redis.Redis(port=port, password=password, socket_timeout=1)
-    deadline = time.monotonic() + timeout_s
     try:
-        while True:
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
+        wait_until(lambda: redis_answers(client), timeout=timeout_s, interval=0.02)
     finally:
         client.close()
 
@@ -132,10 +125,7 @@ class SentinelCluster:
         for _ in range(self.n_sentinels):
             self.start_sentinel(free_port(), primary)
         # Ready when every sentinel knows the others and every replica, and the replicas are in sync.
-        deadline = time.monotonic() + timeout_s
-        while not self.ready():
-            assert time.monotonic() < deadline, "the sentinels did not find each other in time"
-            time.sleep(0.2)
+        wait_until(self.ready, timeout=timeout_s, interval=0.2)
         return self
 
     def ready(self) -> bool:

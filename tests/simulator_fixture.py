@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 import pytest
 import uvicorn
 
+from tests.waiting import wait_until
 from worker.simulator import SimulatorConfig, create_app
 from worker.simulator.config import Faults
 from worker.simulator.state import Simulator
@@ -93,11 +93,13 @@ class RunningSimulator:
             target=self._server.run, kwargs={"sockets": [sock]}, name="dypls-simulator", daemon=True
         )
         self._thread.start()
-        deadline = time.monotonic() + timeout_s
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the simulator did not start")
-            time.sleep(0.005)
+        server, thread = self._server, self._thread
+
+        def started() -> bool:
+            assert server.started or thread.is_alive(), "the simulator did not start"
+            return bool(server.started)
+
+        wait_until(started, timeout=timeout_s, interval=0.005)
         return self
 
     def stop(self) -> None:

@@ -24,6 +24,7 @@ from tests.api_fixture import (
 )
 from tests.pipeline_fixture import wait_until
 from tests.test_pipeline import expiration
+from worker import keys
 from worker.tokens import TokenStore
 
 api_server = api_server_fixture()
@@ -180,7 +181,7 @@ def test_a_batch_over_1000_items_or_with_a_mistyped_item_is_refused_whole(
     )
     assert typed.status_code == 422
     assert typed.json()["Problems"][0]["field"] == "items[1].PhoneNoA"
-    assert redis_client.keys("axb:bind:*") == []
+    assert redis_client.keys(keys.BIND_RECORD_PATTERN) == []
 
 
 def test_wait_returns_when_the_bind_ends_and_at_the_timeout_while_it_is_pending(
@@ -306,7 +307,7 @@ def test_a_hundred_long_polls_share_one_redis_connection_and_all_wake_with_their
                 for i in range(100)
             ]
             await asyncio.to_thread(
-                wait_until, lambda: len(redis_client.pubsub_channels("axb:done:w-*")) == 100, 15
+                wait_until, lambda: len(redis_client.pubsub_channels(keys.done_channel("w-*"))) == 100, 15
             )
             subscribers = [cl for cl in redis_client.client_list() if int(cl.get("sub", 0)) > 0]
             queue = pipeline.settings.queue
@@ -320,7 +321,7 @@ def test_a_hundred_long_polls_share_one_redis_connection_and_all_wake_with_their
     assert [int(cl["sub"]) for cl in subscribers] == [100]
     assert {a.json()["status"] for a in answers} == {"succeeded"}
     assert took_s < 15, "a waiter slept to its deadline instead of being woken"
-    assert redis_client.pubsub_channels("axb:done:*") == []
+    assert redis_client.pubsub_channels(keys.done_channel("*")) == []
 
 
 def test_a_callback_url_is_recorded_with_numbers_only_for_a_numbers_token(
@@ -368,7 +369,7 @@ def test_a_long_poll_survives_a_redis_restart_and_still_wakes_with_the_outcome(
 
     def subscribed() -> bool:
         try:
-            return bool(probe.pubsub_channels("axb:done:trip-1"))
+            return bool(probe.pubsub_channels(keys.done_channel("trip-1")))
         except redis.ConnectionError:
             return False
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import redis
 
+from tests.waiting import wait_until
 from worker import keys
 from worker.limiter import Limit, RateLimiter, Reservation
 
@@ -265,9 +266,7 @@ def test_idle_scopes_leave_no_keys_behind(redis_client: redis.Redis) -> None:
     assert 0 < redis_client.pttl(tat_key) <= 1 + 100 + 50 + 1  # retry_after + tolerance + rounding
     assert 0 < redis_client.pttl(penalty_key) <= 201
 
-    deadline = time.monotonic() + 10
-    while redis_client.exists(tat_key, penalty_key) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: not redis_client.exists(tat_key, penalty_key), timeout=10)
     assert redis_client.keys(f"{keys.PREFIX}:rl:*") == []
     assert limiter.factor(limit.scope) == 1.0
 

@@ -11,7 +11,6 @@ import ipaddress
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from cryptography.x509.oid import NameOID
 from tests.conftest import free_port
 from tests.pipeline_fixture import WorkerProcess, apply_env, axb_env
 from tests.test_pipeline import expiration
+from tests.waiting import redis_answers, wait_until
 from worker.celery_app import celery_config
 from worker.connections import redis_client
 from worker.runtime import Runtime, get_runtime
@@ -121,14 +121,7 @@ class TlsRedis:
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
         probe = redis.Redis(port=self.port, ssl=True, ssl_ca_certs=str(self.ca), socket_timeout=1)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                probe.ping()
-                break
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline, "redis-server did not start with TLS"
-                time.sleep(0.05)
+        wait_until(lambda: redis_answers(probe, self.proc), timeout=10)
         probe.close()
 
     @property

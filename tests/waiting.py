@@ -20,9 +20,9 @@ import httpx
 import redis
 
 from worker import keys
-from worker.producer import BindResult, get_result
 
 if TYPE_CHECKING:
+    from worker.producer import BindResult
     from worker.runtime import Runtime
 
 T = TypeVar("T")
@@ -59,6 +59,8 @@ def queue_settled(rt: Runtime) -> bool:
 def finished_result(key: str) -> BindResult | None:
     """The bind result of ``key`` once it is done (succeeded, dead-lettered or cancelled), else
     None: ``wait_until(lambda: finished_result(key))`` waits for it and returns it."""
+    from worker.producer import get_result
+
     result = get_result(key)
     return result if result is not None and result.done else None
 
@@ -71,11 +73,22 @@ def watch_overdue(client: redis.Redis, queue: str) -> bool:
 
 
 def http_serving(client: httpx.Client, url: str, proc: subprocess.Popen[bytes] | None = None) -> bool:
-    """Whether ``url`` answers a GET (any status). While it does not, the server process ``proc``
-    must still be running: a server that died fails the wait at once instead of at its timeout."""
+    """Whether ``url`` answers a GET with 200. While it does not, the server process ``proc`` must
+    still be running: a server that died fails the wait at once instead of at its timeout."""
     try:
-        client.get(url)
-        return True
+        if client.get(url).status_code == 200:
+            return True
     except httpx.TransportError:
-        assert proc is None or proc.poll() is None, f"the server for {url} exited ({proc.returncode})"
+        pass
+    assert proc is None or proc.poll() is None, f"the server for {url} exited ({proc.returncode})"
+    return False
+
+
+def redis_answers(client: redis.Redis, proc: subprocess.Popen[bytes] | None = None) -> bool:
+    """Whether the Redis server of ``client`` answers a PING. While it does not, its process
+    ``proc`` must still be running (a server that died fails the wait at once)."""
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        assert proc is None or proc.poll() is None, f"redis-server exited ({proc.returncode})"
         return False

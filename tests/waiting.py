@@ -11,6 +11,7 @@ Rules of this suite (see the README's test notes):
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Callable
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from worker.runtime import Runtime
 
 T = TypeVar("T")
+
+KOMBU_UNACKED = "unacked"  # kombu's Redis transport: messages delivered and not yet acked
 
 
 def wait_until(predicate: Callable[[], T], timeout: float = 20.0, interval: float = 0.05) -> T:
@@ -43,17 +46,30 @@ def wait_until(predicate: Callable[[], T], timeout: float = 20.0, interval: floa
 
 
 def queue_settled(rt: Runtime) -> bool:
-    """True when nothing of ``rt``'s queue is left to deliver: no message on the queue, none in the
-    delay queue (scheduled or claimed by the pump), and no key watched (every key created on it
-    has had its terminal write). From this state no further vendor call can come for its keys,
-    so a test can assert an absence after ``wait_until(lambda: queue_settled(rt))``."""
+    """True when nothing of ``rt``'s queue is left to deliver: no message on the queue or being
+    worked on (kombu keeps a message in its ``unacked`` hash until its task returns: the workers
+    ack late), none in the delay queue (scheduled or claimed by the pump), and no key watched
+    (every key created on it has had its terminal write). From this state no further vendor call
+    can come for its keys, so a test can assert an absence after
+    ``wait_until(lambda: queue_settled(rt))``."""
     q = rt.settings.queue
     pipe = rt.redis.pipeline(transaction=False)
     pipe.llen(q)
     pipe.zcard(keys.delayed(q))
     pipe.exists(keys.delayed_claimed(q))
     pipe.zcard(keys.watch(q))
-    return not any(pipe.execute())
+    pipe.hvals(KOMBU_UNACKED)
+    *counts, unacked = pipe.execute()
+    return not any(counts) and not any(_unacked_queue(raw) == q for raw in unacked)
+
+
+def _unacked_queue(raw: bytes) -> str | None:
+    """The queue (routing key) of one entry of kombu's unacked hash: ``[message, exchange, queue]``."""
+    try:
+        entry = json.loads(raw)
+        return str(entry[2])
+    except (ValueError, IndexError, TypeError, KeyError):
+        return None
 
 
 def finished_result(key: str) -> BindResult | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -218,23 +217,24 @@ class SentinelCluster:
 
     def wait_promotion(self, old: int, timeout_s: float = 60) -> int:
         """Wait until the sentinels name another primary and it answers as one; its port."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+
+        def promoted() -> int | None:
             try:
                 port = self.primary_port()
             except AssertionError:
-                port = old
-            if port != old:
-                c = self.data_client(port)
-                try:
-                    if c.info("replication").get("role") == "master":
-                        return port
-                except redis.RedisError:
-                    pass
-                finally:
-                    c.close()
-            time.sleep(0.1)
-        raise AssertionError(f"no promotion within {timeout_s} s")
+                return None
+            if port == old:
+                return None
+            c = self.data_client(port)
+            try:
+                return port if c.info("replication").get("role") == "master" else None
+            except redis.RedisError:
+                return None
+            finally:
+                c.close()
+
+        port: int = wait_until(promoted, timeout=timeout_s, interval=0.1)
+        return port
 
     def stop(self) -> None:
         for procs in (self.sentinel_procs, self.nodes):

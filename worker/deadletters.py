@@ -16,18 +16,15 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from importlib import resources
 from typing import Any
 
 import redis
 
-from worker import errors, keys
+from worker import errors, keys, lua
 from worker.errors import AxbError
 from worker.masking import mask_obj, mask_text
 from worker.redis_text import as_text as _s
 from worker.sealing import seal, unseal
-
-DROP_SCRIPT = resources.files("worker").joinpath("drop_dead_letter.lua").read_text()
 
 
 @dataclass(frozen=True)
@@ -157,26 +154,6 @@ def dead_letter_raw(
 
 # --- operations: stats, replay, purge --------------------------------------------------------------
 
-_REPLAY = """
-local rec = KEYS[1]
-local st = redis.call('HGET', rec, 'status')
-if st == 'pending' or st == 'retrying' then return 2 end
-if st == 'succeeded' then return 3 end
-if not st then
-  redis.call('HSET', rec, 'key', ARGV[1], 'task_id', ARGV[2], 'request', ARGV[3], 'fingerprint', '',
-    'pool', ARGV[4], 'created_at', ARGV[5], 'expires_at', ARGV[6], 'action', ARGV[9])
-  redis.call('EXPIRE', rec, tonumber(ARGV[7]))
-end
-redis.call('HSET', rec, 'status', 'pending', 'attempts', 0, 'throttles', 0, 'starts', 0, 'published', 0,
-  'deadline', ARGV[8], 'updated_at', ARGV[5], 'code', 'axb.REPLAYED', 'message', 'replayed from ' .. ARGV[10])
-redis.call('HINCRBY', rec, 'replays', 1)
-redis.call('HDEL', rec, 'inflight', 'inflight_at', 'dlq_id', 'next_at')
-redis.call('RPUSH', KEYS[2], ARGV[11])
-local ttl = redis.call('PTTL', rec)
-if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
-redis.call('ZADD', KEYS[3], tonumber(ARGV[12]), ARGV[1])
-return 1
-"""
 
 NEEDS_FORCE = frozenset({"axb.AMBIGUOUS_OUTCOME"})
 
@@ -363,7 +340,7 @@ class DeadLetters:
         ``force``: replaying them may make a second binding.
         """
         report = ReplayReport()
-        script = self.r.register_script(_REPLAY)
+        script = self.r.register_script(lua.source("replay_dead_letter"))
         interval = 1.0 / rate_qps if rate_qps > 0 else 0.0
         for dl in entries:
             if dl.code == errors.MALFORMED_MESSAGE or not dl.key or not dl.request:
@@ -412,7 +389,7 @@ class DeadLetters:
         """Delete entries for good, with their histories and their records' requests (while the
         record still stands for the entry: see ``drop_dead_letter.lua``); returns how many were
         there. No audit record: the callers write theirs."""
-        script = self.r.register_script(DROP_SCRIPT)
+        script = self.r.register_script(lua.source("drop_dead_letter"))
         deleted = 0
         now = int(time.time() * 1000)
         for i in range(0, len(entries), 500):

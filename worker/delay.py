@@ -27,34 +27,12 @@ from collections.abc import Callable, Sequence
 
 import redis
 
-from worker import keys
+from worker import keys, lua
 from worker.errors import RedisFullError
 from worker.redis_text import as_text as _str
 from worker.store import now_ms
 
 log = logging.getLogger(__name__)
-
-_CLAIM = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
-for _, k in ipairs(due) do
-  redis.call('ZREM', KEYS[1], k)
-  redis.call('ZADD', KEYS[2], now, k)
-end
-return due
-"""
-
-_RECOVER = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[1]))
-for _, k in ipairs(stale) do
-  redis.call('ZREM', KEYS[2], k)
-  redis.call('ZADD', KEYS[1], 'NX', now, k)
-end
-return #stale
-"""
 
 
 class DelayQueue:
@@ -63,8 +41,8 @@ class DelayQueue:
         self.queue = queue
         self.key = keys.delayed(queue)
         self.claimed_key = keys.delayed_claimed(queue)
-        self._claim = client.register_script(_CLAIM)
-        self._recover = client.register_script(_RECOVER)
+        self._claim = client.register_script(lua.source("delay_claim"))
+        self._recover = client.register_script(lua.source("delay_recover"))
 
     def schedule(self, key: str, due_ms: int) -> None:
         self.r.zadd(self.key, {key: due_ms})

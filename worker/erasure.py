@@ -31,10 +31,9 @@ import re
 import time
 import unicodedata
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
-from worker import keys
+from worker import keys, lua
 from worker.deadletters import DeadLetters
 from worker.errors import InvalidRequestError
 from worker.masking import mask_number
@@ -44,7 +43,6 @@ from worker.vendor import MOBILE_NUMBER_ILLEGAL, NOT_A_NUMBER, normalize_phone
 
 FORGOTTEN = "axb.FORGOTTEN"
 PAGE = 500
-_FORGET = resources.files("worker").joinpath("forget_record.lua").read_text()
 _FIELDS = ("request", "inflight", "result")
 
 
@@ -84,7 +82,7 @@ def forget(
     digits = normalised(number)
     holds = re.compile(rf"(?<![0-9]){re.escape(digits)}(?![0-9])").search
     report = ForgetReport()
-    script = client.register_script(_FORGET)
+    script = client.register_script(lua.source("forget_record"))
     now = int(time.time() * 1000)
 
     page: list[str] = []

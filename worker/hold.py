@@ -38,12 +38,11 @@ import json
 import threading
 import time
 from dataclasses import asdict, dataclass
-from importlib import resources
 from typing import Any
 
 import redis
 
-from worker import keys
+from worker import keys, lua
 from worker.errors import VendorError, outage_reason
 from worker.settings import Settings
 
@@ -58,10 +57,6 @@ FLUSH_EVERY_S = 1.0
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _lua(name: str) -> str:
-    return resources.files("worker").joinpath(name).read_text(encoding="utf-8")
 
 
 @dataclass(frozen=True)
@@ -132,10 +127,10 @@ class Holds:
     def __init__(self, client: redis.Redis, settings: Settings) -> None:
         self.r = client
         self.settings = settings
-        self._note = client.register_script(_lua("hold_note.lua"))
-        self._probe = client.register_script(_lua("hold_probe.lua"))
-        self._park = client.register_script(_lua("hold_park.lua"))
-        self._release = client.register_script(_lua("hold_release.lua"))
+        self._note = client.register_script(lua.source("hold_note"))
+        self._probe = client.register_script(lua.source("hold_probe"))
+        self._park = client.register_script(lua.source("hold_park"))
+        self._release = client.register_script(lua.source("hold_release"))
         self._lock = threading.Lock()
         self._answered = 0
         self._flushed_at = time.monotonic()

@@ -60,7 +60,7 @@ from typing import Any
 
 import redis
 
-from worker import keys
+from worker import keys, lua
 
 _US = 1_000_000
 # A caller that wakes this long after its slot gives the slot up (see acquire_on_time).
@@ -80,102 +80,6 @@ def late_allowance(limits: Sequence[Limit]) -> tuple[float, bool]:
     if paid:
         return min(paid), True
     return LATE_S, False
-
-
-# Shared Lua: Redis time in µs and the current penalty factor of one scope.
-_LUA_COMMON = """
-if redis.replicate_commands then redis.replicate_commands() end
-local function now_us()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
-local function factor(pkey, now)
-  local p = redis.call('HMGET', pkey, 'f', 't', 'r')
-  local f0, t0, rec = tonumber(p[1]), tonumber(p[2]), tonumber(p[3])
-  if not f0 or not t0 or not rec or rec <= 0 then return 1.0 end
-  local elapsed = now - t0
-  if elapsed >= rec then return 1.0 end
-  if elapsed < 0 then elapsed = 0 end
-  return f0 + (1.0 - f0) * elapsed / rec
-end
-local function set_tat(key, tat, now)
-  redis.call('SET', key, string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
-end
-"""
-
-# KEYS: tat_1, penalty_1, ..., tat_n, penalty_n
-# ARGV: max_wait_us, then per scope: base interval (µs, float), tolerance (µs, integer)
-# Returns {granted (0/1), wait_us}.
-_LUA_RESERVE = (
-    _LUA_COMMON
-    + """
-local now = now_us()
-local n = #KEYS / 2
-local max_wait = tonumber(ARGV[1])
-local tats, incs = {}, {}
-local allowed = now
-for i = 1, n do
-  local base, tau = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
-  incs[i] = math.ceil(base / factor(KEYS[2 * i], now))
-  local tat = tonumber(redis.call('GET', KEYS[2 * i - 1]) or now)
-  if tat < now then tat = now end
-  tats[i] = tat
-  if tat - tau > allowed then allowed = tat - tau end
-end
-local wait = allowed - now
-if wait > max_wait then return {0, wait} end
-for i = 1, n do
-  local tat = tats[i]
-  if allowed > tat then tat = allowed end
-  set_tat(KEYS[2 * i - 1], tat + incs[i], now)
-end
-return {1, wait}
-"""
-)
-
-# KEYS: tat_1, penalty_1, ..., tat_n, penalty_n
-# ARGV: slowdown, min_factor, recovery_us, retry_after_us (-1: none), holdoff_us,
-#       then per scope tolerance_us
-# Returns the new factor of each scope (as text).
-_LUA_THROTTLE = (
-    _LUA_COMMON
-    + """
-local now = now_us()
-local n = #KEYS / 2
-local slowdown, min_factor = tonumber(ARGV[1]), tonumber(ARGV[2])
-local recovery, retry_after = tonumber(ARGV[3]), tonumber(ARGV[4])
-local holdoff = tonumber(ARGV[5])
-local out = {}
-for i = 1, n do
-  local pkey = KEYS[2 * i]
-  local last = tonumber(redis.call('HGET', pkey, 't'))
-  local f = factor(pkey, now)
-  -- One overload returns many throttled answers at once: reduce at most once per hold-off.
-  if not last or now - last >= holdoff then
-    f = f * slowdown
-    if f < min_factor then f = min_factor end
-    redis.call('HSET', pkey, 'f', string.format('%.17g', f), 't', string.format('%.0f', now),
-               'r', string.format('%.0f', recovery))
-    redis.call('PEXPIRE', pkey, math.ceil(recovery / 1000) + 1)
-  end
-  if retry_after >= 0 then
-    local target = now + retry_after + tonumber(ARGV[5 + i])
-    local tat = tonumber(redis.call('GET', KEYS[2 * i - 1]) or 0)
-    if target > tat then set_tat(KEYS[2 * i - 1], target, now) end
-  end
-  out[i] = string.format('%.17g', f)
-end
-return out
-"""
-)
-
-# KEYS: penalty; returns the current factor (as text).
-_LUA_FACTOR = (
-    _LUA_COMMON
-    + """
-return string.format('%.17g', factor(KEYS[1], now_us()))
-"""
-)
 
 
 @dataclass(frozen=True)
@@ -251,9 +155,9 @@ class RateLimiter:
         self.slowdown = slowdown
         # Throttled answers within this long of a reduction do not reduce again.
         self.holdoff_s = holdoff_s
-        self._reserve = client.register_script(_LUA_RESERVE)
-        self._throttle = client.register_script(_LUA_THROTTLE)
-        self._factor = client.register_script(_LUA_FACTOR)
+        self._reserve = client.register_script(lua.source("limiter_reserve"))
+        self._throttle = client.register_script(lua.source("limiter_throttle"))
+        self._factor = client.register_script(lua.source("limiter_factor"))
 
     def reserve(self, limits: Sequence[Limit], *, max_wait_s: float) -> Reservation:
         """Atomically reserve one call across all ``limits``.

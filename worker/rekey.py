@@ -19,18 +19,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
-from worker import keys
+from worker import keys, lua
 from worker.redis_text import as_text as _s
 from worker.sealing import DataKeys, write_check_value
 
 SEALED_RECORD_FIELDS = ("request", "inflight", "result")
 PAGE = 500
-
-_RESEAL_FIELD = resources.files("worker").joinpath("reseal_field.lua").read_text()
-_RESEAL_DEAD_LETTER = resources.files("worker").joinpath("reseal_dead_letter.lua").read_text()
 
 
 @dataclass
@@ -47,8 +43,8 @@ class RekeyReport:
 def rekey(client: Any, dk: DataKeys, *, user: str = "", host: str = "") -> RekeyReport:
     """Re-seal everything under ``dk``'s first key (see the module docstring)."""
     report = RekeyReport()
-    reseal_field = client.register_script(_RESEAL_FIELD)
-    reseal_dead = client.register_script(_RESEAL_DEAD_LETTER)
+    reseal_field = client.register_script(lua.source("reseal_field"))
+    reseal_dead = client.register_script(lua.source("reseal_dead_letter"))
 
     page: list[str] = []
 

@@ -27,12 +27,11 @@ import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from importlib.resources import files
 from typing import Any
 
 import redis
 
-from worker import keys
+from worker import keys, lua
 from worker.errors import AxbError
 
 SCOPES = ("bind", "read", "numbers", "operate")
@@ -141,8 +140,8 @@ class TokenStore:
 
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
-        self._create = client.register_script(files("worker").joinpath("token_create.lua").read_text())
-        self._revoke = client.register_script(files("worker").joinpath("token_revoke.lua").read_text())
+        self._create = client.register_script(lua.source("token_create"))
+        self._revoke = client.register_script(lua.source("token_revoke"))
 
     def create(self, name: str, scopes: str | Iterable[str]) -> tuple[str, TokenInfo]:
         """A new token for ``name``: returns the token (show it once; only its hash is kept)."""

@@ -3,7 +3,7 @@
 The story of one delivery (task ``axb.callback``, :func:`deliver`):
 
 1. **Scheduled with the outcome.** The script that makes a record with a ``callback_url``
-   terminal (worker/finished.lua) also writes a delivery record ``callback:<key>@<ms>`` and puts
+   terminal (worker/store/lua/finished.lua) also writes a delivery record ``callback:<key>@<ms>`` and puts
    it on the delay queue, due at once, and on the watchdog's list, in the same atomic step. A
    worker that dies right after the terminal write loses nothing: any worker's pump publishes
    the delivery; a message lost on the way is published again by the watchdog.

@@ -29,7 +29,6 @@ from worker.store.records import (
     TERMINAL,
     BindRecord,
     Status,
-    as_text,
     now_ms,
 )
 
@@ -55,7 +54,6 @@ __all__ = [
     "Start",
     "StartOutcome",
     "Status",
-    "as_text",
     "attempt_number",
     "now_ms",
 ]

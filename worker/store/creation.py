@@ -16,7 +16,8 @@ from worker import keys
 from worker.redis_client import translated
 from worker.sealing import check_data_key, seal
 from worker.store.base import StoreBase, callback_fields
-from worker.store.records import PENDING, as_text, now_ms
+from worker.redis_text import as_text
+from worker.store.records import PENDING, now_ms
 
 _ROWS_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 

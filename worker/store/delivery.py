@@ -13,7 +13,8 @@ from worker import errors, keys
 from worker.hold import Hold
 from worker.sealing import seal
 from worker.store.base import StoreBase, hist_json
-from worker.store.records import RETRYING, BindRecord, as_text, now_ms
+from worker.redis_text import as_text
+from worker.store.records import RETRYING, BindRecord, now_ms
 
 
 class StartOutcome(IntEnum):

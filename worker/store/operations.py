@@ -23,7 +23,8 @@ from typing import Any
 from worker import errors, keys
 from worker.sealing import check_data_key, seal
 from worker.store.base import StoreBase, callback_fields, hist_json
-from worker.store.records import as_text, now_ms
+from worker.redis_text import as_text
+from worker.store.records import now_ms
 
 
 class Cancel(IntEnum):

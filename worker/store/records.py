@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from worker.redis_text import as_text
 from worker.sealing import unseal
 
 
@@ -40,13 +41,6 @@ TERMINAL = frozenset({SUCCEEDED, DEAD_LETTERED, CANCELLED})
 def now_ms() -> int:
     """The wall clock in milliseconds, as records store times."""
     return int(time.time() * 1000)
-
-
-def as_text(v: Any) -> str:
-    """A Redis reply item as text: bytes decoded, None as ''."""
-    if isinstance(v, bytes):
-        return v.decode()
-    return "" if v is None else str(v)
 
 
 @dataclass

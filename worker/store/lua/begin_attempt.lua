@@ -5,7 +5,7 @@
 -- -3 (calls are on hold, for the account or the vendor, and this delivery is not the vendor
 -- hold's probe: do not call; nothing written). (+finish: see finished.lua.)
 --! include statuses
---! include finished
+--! include cancel
 local r = redis.call('HMGET', KEYS[1], 'status', 'cancel_requested', 'inflight', 'key')
 local st = r[1]
 if not st or axb_terminal(st) then return -1 end
@@ -17,12 +17,7 @@ if ARGV[3] == '1' then
 end
 if r[2] and r[2] ~= '' and (not r[3] or r[3] == '') then
   -- An unbind was accepted and no request of ours may have bound: never send one.
-  redis.call('HSET', KEYS[1], 'status', CANCELLED, 'code', ARGV[5],
-    'message', 'cancelled by ' .. r[2] .. ' before any request could bind', 'cancelled_at', ARGV[2],
-    'updated_at', ARGV[2])
-  redis.call('ZREM', KEYS[3], r[4])
-  redis.call('ZREM', KEYS[4], r[4])
-  axb_finished(KEYS[1], CANCELLED, KEYS[3], KEYS[4], ARGV[2])
+  axb_cancel(KEYS[1], r[4], r[2], ARGV[5], ARGV[2], KEYS[3], KEYS[4])
   return -2
 end
 if ARGV[1] ~= '' then

@@ -1,5 +1,5 @@
 -- What happens when a record becomes terminal (succeeded, dead_lettered, cancelled): prepended
--- to every script of worker/store.py that makes a record terminal, and called by it after its
+-- to every script of worker/store/lua/ that makes a record terminal, and called by it after its
 -- write, in the same atomic step:
 --   * a record with a callback_url gets the delivery of its completion callback: a delivery
 --     record (action 'callback', no phone number in it: the body is built from the record when

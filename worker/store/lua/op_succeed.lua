@@ -4,19 +4,13 @@
 --       8 effect ('' | 'unbound' | 'extended'), 9 target expires_at ms, 10 target expire-at s,
 --       11 expiration text, +finish
 --! include statuses
+--! include succeeded
 --! include finished
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return -1 end
 if axb_terminal(st) then return 0 end
-redis.call('HSET', KEYS[1], 'status', SUCCEEDED, 'result', ARGV[1], 'request_id', ARGV[2],
-  'code', ARGV[6], 'message', ARGV[7], 'succeeded_at', ARGV[3], 'updated_at', ARGV[3])
-redis.call('HDEL', KEYS[1], 'inflight', 'inflight_at')
-if ARGV[5] ~= '' then redis.call('RPUSH', KEYS[2], ARGV[5]) end
-redis.call('EXPIREAT', KEYS[1], tonumber(ARGV[4]))
-redis.call('EXPIREAT', KEYS[2], tonumber(ARGV[4]))
-local k = redis.call('HGET', KEYS[1], 'key')
-redis.call('ZREM', KEYS[3], k)
-redis.call('ZREM', KEYS[4], k)
+local k = axb_succeeded(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[6], ARGV[7], ARGV[3],
+  ARGV[4], ARGV[5])
 if ARGV[8] ~= '' and redis.call('EXISTS', KEYS[5]) == 1 then
   if ARGV[8] == 'unbound' then
     redis.call('HSETNX', KEYS[5], 'unbound_at', ARGV[3])

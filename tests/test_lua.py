@@ -14,7 +14,9 @@ from worker.store import Begin, BindStore, Cancel, Status, now_ms
 def test_every_lua_file_in_the_tree_compiles_in_redis(redis_client: redis.Redis) -> None:
     """SCRIPT LOAD compiles each script with its includes: a syntax error fails here, by name."""
     names = lua.names()
-    assert {"begin_attempt", "finished", "statuses", "hold_note", "limiter_reserve", "delay_claim"} <= set(names)
+    assert {"begin_attempt", "finished", "statuses", "hold_note", "limiter_reserve", "delay_claim"} <= set(
+        names
+    )
     for name in names:
         sha = redis_client.script_load(lua.source(name))
         assert redis_client.script_exists(sha) == [True], name

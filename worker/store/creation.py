@@ -14,9 +14,9 @@ import redis
 
 from worker import keys
 from worker.redis_client import translated
+from worker.redis_text import as_text
 from worker.sealing import check_data_key, seal
 from worker.store.base import StoreBase, callback_fields
-from worker.redis_text import as_text
 from worker.store.records import PENDING, now_ms
 
 _ROWS_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))

@@ -11,9 +11,9 @@ from typing import Any
 
 from worker import errors, keys
 from worker.hold import Hold
+from worker.redis_text import as_text
 from worker.sealing import seal
 from worker.store.base import StoreBase, hist_json
-from worker.redis_text import as_text
 from worker.store.records import RETRYING, BindRecord, now_ms
 
 

@@ -21,9 +21,9 @@ from enum import IntEnum
 from typing import Any
 
 from worker import errors, keys
+from worker.redis_text import as_text
 from worker.sealing import check_data_key, seal
 from worker.store.base import StoreBase, callback_fields, hist_json
-from worker.redis_text import as_text
 from worker.store.records import now_ms
 
 

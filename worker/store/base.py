@@ -11,6 +11,7 @@ import redis
 from worker import keys
 from worker.lua import Scripts
 from worker.replication import ReplicaWait
+from worker.sealing import seal
 from worker.store.records import BindRecord
 
 # Every script the store runs (worker/store/lua/<name>.lua).
@@ -62,6 +63,11 @@ class StoreBase:
     def _finish_args(self, key: str, ts: int) -> list[Any]:
         return [keys.done_channel(key), keys.callback_job(key, ts), ts + self.watch_ms, self.CALLBACK_TTL_S]
 
+    def _record_keys(self, key: str) -> list[str]:
+        """The first KEYS of the scripts that begin or end work on a record: record, history,
+        delayed, watch."""
+        return [keys.bind_record(key), keys.bind_history(key), self.delayed_key, self.watch_key]
+
     def _run(
         self, name: str, script_keys: Sequence[Any], args: Sequence[Any], *, durable: bool = True
     ) -> Any:
@@ -93,6 +99,13 @@ class StoreBase:
 def hist_json(h: dict[str, Any] | None) -> str:
     """A history entry as a script argument ('' for none)."""
     return json.dumps(h, separators=(",", ":")) if h else ""
+
+
+def succeeded_args(
+    result_json: str, request_id: str, ts: int, expire_at_s: int, hist: dict[str, Any] | None
+) -> list[Any]:
+    """The first ARGV of the scripts that mark a record succeeded (succeeded.lua)."""
+    return [seal(result_json), request_id, ts, expire_at_s, hist_json(hist)]
 
 
 def callback_fields(row: dict[str, Any]) -> list[str]:

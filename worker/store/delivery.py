@@ -13,7 +13,7 @@ from worker import errors, keys
 from worker.hold import Hold
 from worker.redis_text import as_text
 from worker.sealing import seal
-from worker.store.base import StoreBase, hist_json
+from worker.store.base import StoreBase, hist_json, succeeded_args
 from worker.store.records import RETRYING, BindRecord, now_ms
 
 
@@ -134,10 +134,7 @@ class Delivery(StoreBase):
         it)."""
         ts = now_ms()
         begin_keys = [
-            keys.bind_record(key),
-            keys.bind_history(key),
-            self.delayed_key,
-            self.watch_key,
+            *self._record_keys(key),
             keys.account_hold(account),
             keys.VENDOR_HOLD,
             keys.VENDOR_PROBE,
@@ -176,20 +173,9 @@ class Delivery(StoreBase):
         return int(
             self._run(
                 "succeed",
+                [*self._record_keys(key), keys.bind_lease(key), *self._finish_keys(key, ts)],
                 [
-                    keys.bind_record(key),
-                    keys.bind_history(key),
-                    self.delayed_key,
-                    self.watch_key,
-                    keys.bind_lease(key),
-                    *self._finish_keys(key, ts),
-                ],
-                [
-                    seal(json.dumps(result)),
-                    request_id,
-                    ts,
-                    expire_at_s,
-                    hist_json(hist),
+                    *succeeded_args(json.dumps(result), request_id, ts, expire_at_s, hist),
                     lease_token,
                     *self._finish_args(key, ts),
                 ],

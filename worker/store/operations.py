@@ -23,7 +23,7 @@ from typing import Any
 from worker import errors, keys
 from worker.redis_text import as_text
 from worker.sealing import check_data_key, seal
-from worker.store.base import StoreBase, callback_fields, hist_json
+from worker.store.base import StoreBase, callback_fields, succeeded_args
 from worker.store.records import now_ms
 
 
@@ -152,20 +152,15 @@ class Operations(StoreBase):
             self._run(
                 "op_succeed",
                 [
-                    keys.bind_record(key),
-                    keys.bind_history(key),
-                    self.delayed_key,
-                    self.watch_key,
+                    *self._record_keys(key),
                     keys.bind_record(tkey),
                     keys.bind_history(tkey),
                     *self._finish_keys(key, ts),
                 ],
                 [
-                    seal(json.dumps(result, ensure_ascii=False)),
-                    request_id,
-                    ts,
-                    expire_at_s,
-                    hist_json(hist),
+                    *succeeded_args(
+                        json.dumps(result, ensure_ascii=False), request_id, ts, expire_at_s, hist
+                    ),
                     code,
                     message,
                     effect if target else "",

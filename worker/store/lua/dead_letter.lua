@@ -1,5 +1,7 @@
+-- Give up on a record: an entry on the dead-letter stream (with its history), the record marked.
 -- KEYS: record, history, delayed, dlq, watch, +finish. ARGV: code, message, request_id, http, now,
 --       hist-json, extra-json, +finish
+-- Returns the stream id, 0 the record is final, -1 no record.
 --! include statuses
 --! include finished
 local st = redis.call('HGET', KEYS[1], 'status')

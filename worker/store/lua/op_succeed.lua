@@ -3,6 +3,7 @@
 -- ARGV: 1 result-json, 2 request_id, 3 now, 4 op expire-at s, 5 hist-json, 6 code, 7 message,
 --       8 effect ('' | 'unbound' | 'extended'), 9 target expires_at ms, 10 target expire-at s,
 --       11 expiration text, +finish
+-- Returns 1 succeeded, 0 the operation is final, -1 no record.
 --! include statuses
 --! include succeeded
 --! include finished

@@ -1,3 +1,4 @@
+-- A scope's line of parked keys (BindStore.park): one key per step, after the line's end.
 -- KEYS: the scope's park line. ARGV: now ms, earliest ms, step ms, count.
 -- Returns when the first of ``count`` keys is due; the line then ends ``count`` steps later.
 local now, earliest = tonumber(ARGV[1]), tonumber(ARGV[2])

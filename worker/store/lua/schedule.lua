@@ -1,6 +1,8 @@
+-- A retry: the record waits on the delay queue until due-ms, with what the attempt got.
 -- KEYS: record, history, delayed. ARGV: status, due-ms, code, message, request_id, http, now,
 --       keep-inflight(0/1), hist-json, throttled(0/1), outage(0/1: the attempt failed on the
 --       vendor's side and is not counted against AXB_MAX_ATTEMPTS)
+-- Returns 1 scheduled, 0 the record is final, -1 no record.
 --! include statuses
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return -1 end

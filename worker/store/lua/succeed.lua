@@ -1,5 +1,7 @@
+-- A bind succeeded: its result stored, and (with a lease token) its delivery ended, in one step.
 -- KEYS: record, history, delayed, watch, lease, +finish. ARGV: result-json, request_id, now,
 --       expire-at-seconds, hist-json, lease token ('' : keep the lease and the start count), +finish
+-- Returns 1 succeeded, 0 the record is final (a cancelled one is recorded all the same), -1 no record.
 --! include statuses
 --! include succeeded
 --! include finished

@@ -64,7 +64,7 @@ def celery_worker(pipeline: Runtime) -> Iterator[Any]:
     from celery.contrib.testing.worker import start_worker
 
     from worker.celery_app import app
-    from worker.runtime import start_pump, stop_pump
+    from worker.queue import start_pump, stop_pump
 
     with start_worker(
         app,

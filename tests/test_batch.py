@@ -18,8 +18,8 @@ from tests.test_pipeline import bindings_for, calls_for, request
 from tests.waiting import watch_overdue
 from worker import errors, keys
 from worker.deadletters import DeadLetters
-from worker.delay import Watchdog
 from worker.producer import enqueue_binds, get_result
+from worker.queue import Watchdog
 from worker.runtime import Runtime, get_runtime
 
 
@@ -56,7 +56,7 @@ def test_a_bulk_enqueue_carries_many_keys_per_message_and_each_key_binds_once(
 ) -> None:
     """45 binds in one enqueue_binds call: 3 messages (20 + 20 + 5 keys), not 45; then 45 results,
     one call and one binding each, stored under each key."""
-    from worker.runtime import start_pump, stop_pump
+    from worker.queue import start_pump, stop_pump
 
     res = enqueue_binds([request(i) for i in range(45)])
     assert not res.rejected and res.created == 45
@@ -280,7 +280,8 @@ def test_a_worker_shutting_down_gives_the_rest_of_a_batch_back_at_once(
     again, leases freed and starts undone, instead of holding them through the soft shutdown."""
     from celery.signals import worker_shutting_down
 
-    from worker.pipeline import STOPPING, run_bind_many
+    from worker.pipeline import run_bind_many
+    from worker.queue import STOPPING
 
     enqueue_binds([request(900), request(901), request(902)])
     pipeline.redis.delete(pipeline.settings.queue)

@@ -16,6 +16,7 @@ import redis
 from tests.pipeline_fixture import apply_env, wait_until
 from tests.test_pipeline import request
 from worker import errors, keys
+from worker.callbacks import bind_document, operation_document
 from worker.errors import InvalidRequestError
 from worker.producer import (
     BindResult,
@@ -26,7 +27,6 @@ from worker.producer import (
     get_op_result,
     get_result,
 )
-from worker.result_document import bind_document, operation_document
 from worker.runtime import Runtime, get_runtime, reset_runtime
 from worker.settings import Settings, reset_settings_cache
 from worker.store import BindStore, now_ms
@@ -264,7 +264,7 @@ def test_a_subscriber_that_subscribes_then_reads_then_waits_sees_the_outcome(
 def test_a_finished_record_with_a_callback_wakes_a_pump_at_once(redis_client: redis.Redis) -> None:
     """The terminal write schedules the delivery (due now, watched) and pushes a wake-up token:
     a pump idle in a 30 s poll publishes it within a moment."""
-    from worker.delay import DelayQueue, Pump
+    from worker.queue import DelayQueue, Pump
 
     store = BindStore(redis_client)
     store.create_many([_row("woken", callback_url=HOOK, callback_numbers=False)])

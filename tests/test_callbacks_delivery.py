@@ -29,13 +29,21 @@ from tests.pipeline_fixture import ROOT, WorkerProcess, apply_env, axb_env, wait
 from tests.test_lifecycle import start_worker
 from tests.test_pipeline import expiration, request
 from worker import errors, keys
-from worker.callback_signature import signature_header, verify
-from worker.callback_url import Target
-from worker.callbacks import deliver, delivery_id, header_key, reset_process_state, send_pinned
+from worker.callbacks import (
+    Target,
+    bind_document,
+    deliver,
+    delivery_id,
+    header_key,
+    operation_document,
+    reset_process_state,
+    send_pinned,
+    signature_header,
+    verify,
+)
 from worker.cli import main
 from worker.deadletters import DeadLetters
 from worker.producer import enqueue_bind, enqueue_extend, enqueue_unbind, get_op_result, get_result
-from worker.result_document import bind_document, operation_document
 from worker.runtime import Runtime, get_runtime, reset_runtime
 from worker.settings import Settings, reset_settings_cache
 from worker.store import BindRecord

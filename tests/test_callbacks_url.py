@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from worker import errors
-from worker.callback_url import MAX_URL_LENGTH, UrlChecker, check_callback_url, resolve_target
+from worker.callbacks import MAX_URL_LENGTH, UrlChecker, check_callback_url, resolve_target
 from worker.errors import InvalidRequestError
 
 

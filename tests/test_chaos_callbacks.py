@@ -15,7 +15,7 @@ from tests.callback_receiver import Receiver
 from tests.chaos_harness import CHAOS_ENV, FULL, ChaosRun, batch_size, budget
 from tests.pipeline_fixture import WorkerProcess, apply_env, axb_env, wait_until
 from tests.test_chaos import expiration
-from worker.callback_signature import verify
+from worker.callbacks import verify
 from worker.runtime import Runtime
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500 if FULL else 400)]

@@ -17,7 +17,7 @@ from tests.test_sealing import new_key
 from worker import keys
 from worker.cli import main
 from worker.deadletters import DeadLetters
-from worker.erasure import FORGOTTEN, forget, normalised
+from worker.privacy import FORGOTTEN, forget, normalised
 from worker.producer import enqueue_bind, get_result
 from worker.runtime import Runtime, get_runtime
 from worker.sealing import DataKeys

@@ -42,7 +42,7 @@ def start_worker(rt: Runtime) -> Iterator[Any]:
     from celery.contrib.testing.worker import start_worker as celery_start_worker
 
     from worker.celery_app import app
-    from worker.runtime import start_pump, stop_pump
+    from worker.queue import start_pump, stop_pump
 
     with celery_start_worker(
         app,

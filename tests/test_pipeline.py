@@ -255,7 +255,8 @@ def test_a_message_lost_by_the_broker_or_never_published_is_sent_again_by_the_wa
     from tests.pipeline_fixture import apply_env
     from worker.celery_app import app
     from worker.producer import prepare_bind
-    from worker.runtime import get_runtime, start_pump, stop_pump
+    from worker.queue import start_pump, stop_pump
+    from worker.runtime import get_runtime
 
     apply_env(monkeypatch, {"AXB_WATCHDOG_S": "1"})
     rt = get_runtime()

@@ -193,18 +193,18 @@ def test_a_bad_argument_in_a_well_formed_message_is_still_dead_lettered_by_the_t
 
 def test_the_redis_and_sentinel_transports_both_check_what_they_pop() -> None:
     """Every broker URL scheme we support resolves to a channel that checks items; the copies of
-    kombu's pop-and-parse methods still match kombu (re-read worker/intake.py on a mismatch)."""
+    kombu's pop-and-parse methods still match kombu (re-read worker/queue/intake.py on a mismatch)."""
     from kombu.transport import get_transport_cls
     from kombu.transport import redis as kombu_redis
 
     import worker.celery_app  # noqa: F401  (installs the transports)
-    from worker import intake
+    from worker.queue import intake
 
     for scheme in ("redis", "rediss", "sentinel"):
         transport = get_transport_cls(scheme)
         assert transport is not None and issubclass(transport.Channel, intake.JunkSafeChannelMixin)
     assert issubclass(intake.SentinelChannel, kombu_redis.SentinelChannel)
-    # The two kombu methods worker/intake.py copies, as they were when copied (kombu 5.7).
+    # The two kombu methods worker/queue/intake.py copies, as they were when copied (kombu 5.7).
     assert "self.connection._deliver(loads(bytes_to_str(item)), dest)" in inspect.getsource(
         kombu_redis.Channel._brpop_read
     )
@@ -288,7 +288,7 @@ def test_an_item_the_consumer_still_fails_on_after_the_checks_is_dead_lettered_a
     dead-lettered and its delivery settled (not redelivered), and the consumer is not stopped."""
     from kombu import Connection
 
-    from worker import intake
+    from worker.queue import intake
 
     def consumer_that_fails(message: Any) -> None:
         raise ZeroDivisionError("a consumer bug")
@@ -333,7 +333,7 @@ def test_every_long_running_compose_service_restarts_and_the_one_shot_backfill_d
 )
 def test_the_envelope_check_turns_every_parser_failure_into_a_reason(raw: bytes, reason: str) -> None:
     """Junk that breaks kombu's JSON parser in other ways than ValueError is refused all the same."""
-    from worker.envelope import MalformedMessage, check_envelope
+    from worker.queue import MalformedMessage, check_envelope
 
     with pytest.raises(MalformedMessage, match=re.escape(reason)):
         check_envelope(raw, task_names={"axb.bind"}, accept={"application/json"})
@@ -364,7 +364,7 @@ def test_a_sentinel_broker_connection_dead_letters_junk_too(
     import tasks.bind  # noqa: F401  (registers axb.bind)
     from tests.conftest import free_port
     from tests.junk_messages import envelope
-    from worker import intake
+    from worker.queue import intake
 
     port = free_port()
     conf = tmp_path / "sentinel.conf"

@@ -15,10 +15,9 @@ from prometheus_client import REGISTRY
 from tests.pipeline_fixture import WorkerProcess, apply_env, axb_env, wait_until
 from worker import errors, keys
 from worker.cli import main
-from worker.deadletters import DeadLetters, Selection
+from worker.deadletters import DeadLetters, Retention, Selection
 from worker.errors import InvalidRequestError
 from worker.producer import enqueue_bind, get_result
-from worker.retention import Retention
 from worker.runtime import Runtime
 from worker.store import BindStore
 

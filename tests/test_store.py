@@ -9,7 +9,7 @@ import redis
 
 from tests.waiting import wait_until, watch_overdue
 from worker import keys
-from worker.delay import DelayQueue, Pump
+from worker.queue import DelayQueue, Pump
 from worker.store import (
     DEAD_LETTERED,
     PENDING,
@@ -165,7 +165,7 @@ def test_a_failing_publish_leaves_the_claim_for_recovery(redis_client: redis.Red
 
 def test_the_watchdog_republishes_only_keys_whose_message_is_nowhere(redis_client: redis.Redis) -> None:
     """Lost → published again; queued, unacknowledged, leased, delayed → left alone; finished → unwatched."""
-    from worker.delay import Watchdog
+    from worker.queue import Watchdog
 
     q = "axb.wd"
     store = BindStore(redis_client, q, watch_s=0.001)
@@ -194,7 +194,7 @@ def test_the_watchdog_republishes_only_keys_whose_message_is_nowhere(redis_clien
 
 def test_the_watchdog_trusts_a_backlog_too_long_to_scan(redis_client: redis.Redis) -> None:
     """With more messages queued than it may scan, an overdue key is assumed queued, not republished."""
-    from worker.delay import Watchdog
+    from worker.queue import Watchdog
 
     q = "axb.wd2"
     store = BindStore(redis_client, q, watch_s=0.001)

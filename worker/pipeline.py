@@ -19,7 +19,6 @@ import logging
 import os
 import random
 import signal
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -30,6 +29,7 @@ from worker.hold import ACCOUNT, Hold
 from worker.limiter import late_allowance
 from worker.metrics import BINDS, LIFECYCLE, LIMITER_WAIT, RETRIES, VENDOR_LATENCY
 from worker.observability import key_scope, report_dead_letter
+from worker.queue import STOPPING
 from worker.runtime import Runtime
 from worker.store import (
     PENDING,
@@ -53,8 +53,6 @@ POISON_STARTS = 3
 # Throttled answers slow the cluster down; they do not use up the retry budget, up to this cap.
 MAX_THROTTLES = 100
 LEASE_EXTRA_S = 5.0
-# Set when the worker begins a warm shutdown: many-key messages start no further key.
-STOPPING = threading.Event()
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ from starlette.convertors import Convertor, register_url_convertor
 
 from worker import keys
 from worker.api.errors import ApiError
+from worker.callbacks import bind_document, operation_document
 from worker.errors import FieldProblem
 from worker.producer import get_op_result, get_result
-from worker.result_document import bind_document, operation_document
 from worker.store import TERMINAL
 
 # A bind key is at most 200 characters; an extend's key adds its prefix and the new Expiration.

@@ -37,7 +37,7 @@ def rekey_command(as_json: bool) -> None:
     """Re-seal every phone number and signed request under the first AXB_DATA_KEY key.
 
     Idempotent and resumable: run it again after an interruption. Prints the count."""
-    from worker.rekey import rekey as run_rekey
+    from worker.privacy import rekey as run_rekey
     from worker.runtime import get_runtime
     from worker.sealing import check_data_key, data_keys
 
@@ -75,9 +75,9 @@ def forget_command(phone: str, yes: bool, as_json: bool) -> None:
 
     Scans and opens every record and dead letter. Prints counts; writes an audit record holding
     the masked number and a keyed hash, never the number."""
-    from worker.erasure import forget as run_forget
-    from worker.erasure import normalised
     from worker.masking import mask_number
+    from worker.privacy import forget as run_forget
+    from worker.privacy import normalised
     from worker.runtime import get_runtime
     from worker.sealing import check_data_key, data_keys
 

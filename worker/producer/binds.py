@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from worker import keys
-from worker.callback_url import UrlChecker
+from worker.callbacks import UrlChecker
 from worker.errors import IdempotencyConflictError, InvalidRequestError
 from worker.producer import checks
 from worker.producer.commit import publish_missing

@@ -5,12 +5,12 @@ kombu's Redis channel turns each item it pops (``BRPOP`` in ``_brpop_read``, ``R
 not a message we wrote stops the worker ("Unrecoverable error: JSONDecodeError", exit status 0),
 loops its broker connection (no ``properties``) or is dropped with only a log line (an unknown
 task, a refused content type). :class:`JunkSafeChannelMixin` checks every item first
-(:func:`worker.envelope.check_envelope`); an item that fails is taken off the queue and kept as
+(:func:`worker.queue.envelope.check_envelope`); an item that fails is taken off the queue and kept as
 one ``axb.MALFORMED_MESSAGE`` dead letter (masked, capped), and the worker goes on with the next.
 
 How the transport is selected: kombu picks a transport class from the broker URL's scheme through
 its alias table :data:`kombu.transport.TRANSPORT_ALIASES`. :func:`install` (called once by
-:mod:`worker.celery_app`) points the ``redis``, ``rediss`` and ``sentinel`` aliases at
+:mod:`worker.queue.celery_app`) points the ``redis``, ``rediss`` and ``sentinel`` aliases at
 :class:`Transport` and :class:`SentinelTransport` below: kombu's own Redis and Sentinel transports
 with the checking channel. Everything else about them is kombu's. Why the alias table rather than
 Celery's ``broker_transport`` setting: kombu drops an explicit transport class when it fails over
@@ -37,7 +37,7 @@ from kombu.transport import TRANSPORT_ALIASES, get_transport_cls
 from kombu.transport import redis as kombu_redis
 
 from worker.deadletters import dead_letter_raw
-from worker.envelope import JSON_MIME, MalformedMessage, check_envelope, readable
+from worker.queue.envelope import JSON_MIME, MalformedMessage, check_envelope, readable
 
 log = logging.getLogger("axb.intake")
 
@@ -187,7 +187,7 @@ def install(app: Any) -> None:
         transport = get_transport_cls(scheme)
         if transport is None or not issubclass(transport.Channel, JunkSafeChannelMixin):  # type: ignore[attr-defined]
             raise RuntimeError(
-                f"kombu resolved the {scheme}:// transport before worker.intake.install(); import"
+                f"kombu resolved the {scheme}:// transport before worker.queue.intake.install(); import"
                 " worker.celery_app before opening broker connections"
             )
 

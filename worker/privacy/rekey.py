@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from worker import keys, lua
-from worker.redis_text import as_text as _s
+from worker.privacy.scan import PAGE, record_pages
+from worker.redis_text import as_text
 from worker.sealing import DataKeys, write_check_value
 
 SEALED_RECORD_FIELDS = ("request", "inflight", "result")
-PAGE = 500
 
 
 @dataclass
@@ -46,16 +46,14 @@ def rekey(client: Any, dk: DataKeys, *, user: str = "", host: str = "") -> Rekey
     reseal_field = client.register_script(lua.source("reseal_field"))
     reseal_dead = client.register_script(lua.source("reseal_dead_letter"))
 
-    page: list[str] = []
-
-    def flush() -> None:
+    def flush(page: list[str]) -> None:
         pipe = client.pipeline(transaction=False)
         for rec in page:
             pipe.hmget(rec, *SEALED_RECORD_FIELDS)
         writes: list[tuple[str, str, str]] = []
         for rec, values in zip(page, pipe.execute(), strict=True):
             for name, raw in zip(SEALED_RECORD_FIELDS, values, strict=True):
-                value = _s(raw)
+                value = as_text(raw)
                 if dk.needs_reseal(value):
                     writes.append((rec, name, value))
         if writes:
@@ -65,14 +63,9 @@ def rekey(client: Any, dk: DataKeys, *, user: str = "", host: str = "") -> Rekey
             done = sum(int(n) for n in pipe.execute())
             report.values += done
             report.changed_meanwhile += len(writes) - done
-        page.clear()
 
-    for rec in client.scan_iter(match=keys.BIND_RECORD_PATTERN, count=1000, _type="HASH"):
-        page.append(_s(rec))
-        if len(page) >= PAGE:
-            flush()
-    if page:
-        flush()
+    for page in record_pages(client, PAGE):
+        flush(page)
 
     # Dead letters: re-added at the end of the stream, under the first key, so the walk meets
     # them again and skips them.
@@ -82,8 +75,8 @@ def rekey(client: Any, dk: DataKeys, *, user: str = "", host: str = "") -> Rekey
         if not batch:
             break
         for raw_id, fields in batch:
-            eid = _s(raw_id)
-            f = {_s(k): _s(v) for k, v in fields.items()}
+            eid = as_text(raw_id)
+            f = {as_text(k): as_text(v) for k, v in fields.items()}
             request = f.get("request", "")
             if not dk.needs_reseal(request):
                 continue
@@ -95,7 +88,7 @@ def rekey(client: Any, dk: DataKeys, *, user: str = "", host: str = "") -> Rekey
                 report.dead_letters += 1
             else:
                 report.changed_meanwhile += 1
-        start = "(" + _s(batch[-1][0])
+        start = "(" + as_text(batch[-1][0])
 
     write_check_value(client, dk)
     client.xadd(

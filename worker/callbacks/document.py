@@ -1,7 +1,7 @@
 """The JSON document of a finished (or unfinished) bind or operation.
 
 One shape, used both by the HTTP API (``GET /v1/binds/{key}``) and by completion callbacks
-(:mod:`worker.callbacks`), so a receiver and a poller see the same thing. Values are JSON-ready
+(:mod:`worker.callbacks.delivery`), so a receiver and a poller see the same thing. Values are JSON-ready
 (str, int, None, dicts); phone numbers, the X number included, are masked unless
 ``show_numbers``.
 
@@ -22,10 +22,13 @@ An unbind or extend::
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from worker.masking import mask_obj
-from worker.producer import BindResult, LifecycleResult
+from worker.store import BindRecord
+
+if TYPE_CHECKING:
+    from worker.producer import BindResult, LifecycleResult
 
 
 def iso_utc(ms: int) -> str | None:
@@ -77,3 +80,14 @@ def operation_document(result: LifecycleResult, *, show_numbers: bool) -> dict[s
         "updated_at": iso_utc(result.updated_at),
     }
     return doc if show_numbers else mask_obj(doc)
+
+
+def document(target: BindRecord, *, show_numbers: bool) -> dict[str, Any]:
+    """The callback body of ``target`` (the API's ``GET /v1/binds/{key}`` document)."""
+    # The producer checks callback URLs with this package (worker.callbacks.url), so its result
+    # types are imported when a document is built, not when this package is.
+    from worker.producer import BindResult, LifecycleResult
+
+    if target.action == "bind":
+        return bind_document(BindResult.from_record(target), show_numbers=show_numbers)
+    return operation_document(LifecycleResult.from_record(target), show_numbers=show_numbers)

@@ -1,10 +1,10 @@
 """Dead letters keep personal data for ``AXB_DLQ_RETENTION_DAYS`` (default 30), then go.
 
-Every worker's delay pump (:class:`worker.delay.Pump`) calls :meth:`Retention.sweep` about once
+Every worker's delay pump (:class:`worker.queue.Pump`) calls :meth:`Retention.sweep` about once
 a minute (``AXB_DLQ_RETENTION_SWEEP_S``); a lock (:data:`worker.keys.DLQ_RETENTION_LOCK`, held for
 the sweep period) lets one pump of the cluster sweep at a time. An entry whose
 ``dead_lettered_at`` is older than the retention is removed with its history and its record's
-request (:meth:`worker.deadletters.DeadLetters.drop`), never silently: each sweep that removes
+request (:func:`worker.deadletters.purge.drop`), never silently: each sweep that removes
 anything appends one audit record (``op=retention``: count, ids, codes) to ``axb:dlq:audit``,
 logs a line and counts the entries in ``axb_dead_letters_expired_total``.
 
@@ -22,7 +22,8 @@ import time
 from typing import Any
 
 from worker import keys
-from worker.deadletters import DeadLetter, DeadLetters
+from worker.deadletters.entry import DeadLetter
+from worker.deadletters.stream import DeadLetters
 from worker.metrics import DEAD_LETTERS_EXPIRED
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ written for trusted brokers: some junk kills the worker's consumer ("Unrecoverab
 JSONDecodeError"), some loops its connection, some is dropped with a log line. So every item is
 checked here, from its raw bytes, for everything kombu and Celery's consumer read from it before a
 task runs. An item that fails is dead-lettered as ``axb.MALFORMED_MESSAGE`` by
-:mod:`worker.intake` and never reaches them.
+:mod:`worker.queue.intake` and never reaches them.
 
 The task's own arguments (one idempotency key, a list of keys) are checked by the task itself
 (tasks/bind.py): that is about our tasks, not about the message format.

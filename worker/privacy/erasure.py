@@ -37,12 +37,12 @@ from worker import keys, lua
 from worker.deadletters import DeadLetters
 from worker.errors import InvalidRequestError
 from worker.masking import mask_number
-from worker.redis_text import as_text as _s
+from worker.privacy.scan import PAGE, record_pages
+from worker.redis_text import as_text
 from worker.sealing import DataKeys, unseal
 from worker.vendor import MOBILE_NUMBER_ILLEGAL, NOT_A_NUMBER, normalize_phone
 
 FORGOTTEN = "axb.FORGOTTEN"
-PAGE = 500
 _FIELDS = ("request", "inflight", "result")
 
 
@@ -60,8 +60,8 @@ class ForgetReport:
 
 def normalised(number: str) -> str:
     """The number as the validator stores it, from any common spelling; else InvalidRequestError."""
-    text = unicodedata.normalize("NFKC", number) if isinstance(number, str) else ""
-    digits = normalize_phone(re.sub(r"[\s\-().]", "", text))
+    spelled = unicodedata.normalize("NFKC", number) if isinstance(number, str) else ""
+    digits = normalize_phone(re.sub(r"[\s\-().]", "", spelled))
     if digits is None:
         raise InvalidRequestError.single("phone", MOBILE_NUMBER_ILLEGAL, NOT_A_NUMBER)
     return digits
@@ -85,16 +85,14 @@ def forget(
     script = client.register_script(lua.source("forget_record"))
     now = int(time.time() * 1000)
 
-    page: list[str] = []
-
-    def flush() -> None:
+    def flush(page: list[str]) -> None:
         pipe = client.pipeline(transaction=False)
         for rec in page:
             pipe.hmget(rec, "key", *_FIELDS)
         hits: list[tuple[str, str, str]] = []
         for rec, (key, *values) in zip(page, pipe.execute(), strict=True):
-            if any(v and holds(unseal(_s(v))) for v in values):
-                hits.append((rec, _s(key), _s(values[0])))
+            if any(v and holds(unseal(as_text(v))) for v in values):
+                hits.append((rec, as_text(key), as_text(values[0])))
         for rec, key, first_read in hits:
             request = first_read
             for _ in range(5):  # re-read when a worker changed the record meanwhile
@@ -106,20 +104,15 @@ def forget(
                 )
                 if res != -2:
                     break
-                request = _s(client.hget(rec, "request"))
+                request = as_text(client.hget(rec, "request"))
             if res in (1, 2):
                 report.records += 1
                 report.cancelled += res - 1
             elif res == -1:
                 report.in_flight.append(key)
-        page.clear()
 
-    for rec in client.scan_iter(match=keys.BIND_RECORD_PATTERN, count=1000, _type="HASH"):
-        page.append(_s(rec))
-        if len(page) >= PAGE:
-            flush()
-    if page:
-        flush()
+    for page in record_pages(client, PAGE):
+        flush(page)
 
     dead = DeadLetters(client)
     matched = [dl for dl in dead.scan(PAGE) if dl.request and holds(_request_text(dl.request))]

@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 import redis
 
@@ -20,6 +21,16 @@ NEEDS_FORCE = frozenset({"axb.AMBIGUOUS_OUTCOME"})
 class ReplayReport:
     replayed: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+class ReplayOptions(TypedDict, total=False):
+    """The keyword options of :func:`replay` (for :meth:`worker.deadletters.DeadLetters.replay`)."""
+
+    rate_qps: float
+    force: bool
+    result_ttl_extra_s: int
+    queue: str
+    watch_s: float
 
 
 def replay(

@@ -14,14 +14,14 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 import redis
 
 from worker import keys
 from worker.deadletters.entry import DeadLetter, text
 from worker.deadletters.purge import drop, purge, read_audit, write_audit
-from worker.deadletters.replay import ReplayReport, replay
+from worker.deadletters.replay import ReplayOptions, ReplayReport, replay
 from worker.deadletters.selection import Selection
 
 
@@ -114,24 +114,11 @@ class DeadLetters:
         self,
         entries: list[DeadLetter],
         publish: Callable[[list[str]], None],
-        *,
-        rate_qps: float = 50.0,
-        force: bool = False,
-        result_ttl_extra_s: int = 86_400,
-        queue: str = "axb.bind",
-        watch_s: float = 60.0,
+        **options: Unpack[ReplayOptions],
     ) -> ReplayReport:
-        """Re-enqueue each entry under its own key: :func:`worker.deadletters.replay.replay`."""
-        return replay(
-            self.r,
-            entries,
-            publish,
-            rate_qps=rate_qps,
-            force=force,
-            result_ttl_extra_s=result_ttl_extra_s,
-            queue=queue,
-            watch_s=watch_s,
-        )
+        """Re-enqueue each entry under its own key: :func:`worker.deadletters.replay.replay`
+        (options ``rate_qps``, ``force``, ``result_ttl_extra_s``, ``queue``, ``watch_s``)."""
+        return replay(self.r, entries, publish, **options)
 
     def drop(self, entries: Sequence[DeadLetter]) -> int:
         """Delete entries for good, without an audit record: :func:`worker.deadletters.purge.drop`."""

@@ -13,7 +13,7 @@ does with them.
 
 from worker.deadletters.entry import DeadLetter
 from worker.deadletters.raw import RAW_KEEP_CHARS, dead_letter_raw
-from worker.deadletters.replay import NEEDS_FORCE, ReplayReport
+from worker.deadletters.replay import NEEDS_FORCE, ReplayReport, ReplayResult
 from worker.deadletters.retention import Retention
 from worker.deadletters.selection import Selection, SelectionError, parse_entry_id, parse_since_ms
 from worker.deadletters.stream import DeadLetters
@@ -24,6 +24,7 @@ __all__ = [
     "DeadLetter",
     "DeadLetters",
     "ReplayReport",
+    "ReplayResult",
     "Retention",
     "Selection",
     "SelectionError",

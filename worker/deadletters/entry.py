@@ -34,7 +34,7 @@ class DeadLetter:
     http_status: int | None = None
     action: str = "bind"
     raw: str = ""
-    expires_at: int | None = None
+    expires_at_ms: int | None = None  # stream field "expires_at"
     queue: str = ""  # the queue a malformed item was taken off
 
     @classmethod
@@ -70,7 +70,7 @@ class DeadLetter:
             action=f.get("action", "bind") or "bind",
             raw=f.get("raw", ""),
             queue=f.get("queue", ""),
-            expires_at=opt_int("expires_at"),
+            expires_at_ms=opt_int("expires_at"),
         )
 
     def as_dict(self, *, show_numbers: bool = False) -> dict[str, Any]:
@@ -99,8 +99,8 @@ class DeadLetter:
 
     def request_expires_ms(self) -> int:
         """The binding's Expiration in epoch ms (from the entry, else from its request)."""
-        if self.expires_at:
-            return self.expires_at
+        if self.expires_at_ms:
+            return self.expires_at_ms
         from worker.vendor import parse_bind_request
 
         try:

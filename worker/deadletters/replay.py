@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import TypedDict
 
 import redis
@@ -13,6 +14,15 @@ import redis
 from worker import errors, keys, lua
 from worker.deadletters.entry import DeadLetter
 from worker.sealing import seal
+
+
+class ReplayResult(IntEnum):
+    """What the replay script returns for one entry."""
+
+    REPLAYED = 1  # the record is back to pending
+    ALREADY_LIVE = 2  # the record was pending or retrying already: published again all the same
+    SUCCEEDED_SINCE = 3  # nothing to do: the entry is removed
+
 
 NEEDS_FORCE = frozenset({"axb.AMBIGUOUS_OUTCOME"})
 
@@ -84,7 +94,7 @@ def replay(
                 now_ms + int(watch_s * 1000),
             ],
         )
-        if int(res) == 3:
+        if ReplayResult(int(res)) is ReplayResult.SUCCEEDED_SINCE:
             client.xdel(keys.DEAD_LETTERS, dl.id)
             report.skipped.append((dl.id, "the key has succeeded since; entry removed"))
             continue

@@ -24,7 +24,6 @@ from typing import Any
 from worker import keys
 from worker.deadletters.entry import DeadLetter
 from worker.deadletters.stream import DeadLetters
-from worker.metrics import DEAD_LETTERS_EXPIRED
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +60,11 @@ class Retention:
         old = self.expired(now_ms)
         if not old:
             return 0
+        # Imported when used, as the watchdog does: the Celery app imports this package, and
+        # prometheus-client's multi-process mode (prefork) needs PROMETHEUS_MULTIPROC_DIR set
+        # before the first metric is made, which `axb worker` does after that import.
+        from worker.metrics import DEAD_LETTERS_EXPIRED
+
         removed = self.dead.drop(old)
         days = self.retention_ms / DAY_MS
         self.dead.write_audit("retention", old, removed, retention_days=f"{days:g}", user="axb-worker")

@@ -7,13 +7,14 @@
 Sealing itself (AES-GCM of the values) is :mod:`worker.sealing`.
 """
 
-from worker.privacy.erasure import FORGOTTEN, ForgetReport, forget, normalised, subject_hash
+from worker.privacy.erasure import FORGOTTEN, ForgetReport, Forgot, forget, normalised, subject_hash
 from worker.privacy.rekey import SEALED_RECORD_FIELDS, RekeyReport, rekey
 
 __all__ = [
     "FORGOTTEN",
     "SEALED_RECORD_FIELDS",
     "ForgetReport",
+    "Forgot",
     "RekeyReport",
     "forget",
     "normalised",

@@ -31,6 +31,7 @@ import re
 import time
 import unicodedata
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Any
 
 from worker import keys, lua
@@ -44,6 +45,16 @@ from worker.vendor import MOBILE_NUMBER_ILLEGAL, NOT_A_NUMBER, normalize_phone
 
 FORGOTTEN = "axb.FORGOTTEN"
 _FIELDS = ("request", "inflight", "result")
+
+
+class Forgot(IntEnum):
+    """What ``forget_record.lua`` returns for one record."""
+
+    CHANGED_MEANWHILE = -2  # its request changed since it was read: read it again
+    IN_FLIGHT = -1  # a request of it may be at the vendor: left alone
+    GONE = 0  # no such record (any more)
+    ERASED = 1
+    ERASED_AND_CANCELLED = 2  # erased, and the unfinished bind ended cancelled
 
 
 @dataclass
@@ -96,19 +107,22 @@ def forget(
         for rec, key, first_read in hits:
             request = first_read
             for _ in range(5):  # re-read when a worker changed the record meanwhile
-                res = int(
-                    script(
-                        keys=[rec, keys.bind_history(key), keys.delayed(queue), keys.watch(queue)],
-                        args=[now, request, FORGOTTEN],
+                res = Forgot(
+                    int(
+                        script(
+                            keys=[rec, keys.bind_history(key), keys.delayed(queue), keys.watch(queue)],
+                            args=[now, request, FORGOTTEN],
+                        )
                     )
                 )
-                if res != -2:
+                if res is not Forgot.CHANGED_MEANWHILE:
                     break
                 request = as_text(client.hget(rec, "request"))
-            if res in (1, 2):
+            if res in (Forgot.ERASED, Forgot.ERASED_AND_CANCELLED):
                 report.records += 1
-                report.cancelled += res - 1
-            elif res == -1:
+                if res is Forgot.ERASED_AND_CANCELLED:
+                    report.cancelled += 1
+            elif res is Forgot.IN_FLIGHT:
                 report.in_flight.append(key)
 
     for page in record_pages(client, PAGE):

@@ -9,7 +9,10 @@
 - :mod:`~worker.queue.celery_app`: the Celery application (``celery -A worker.celery_app``).
 
 The Celery app is not imported here (it creates the app and registers the tasks): import it
-from :mod:`worker.celery_app`.
+from :mod:`worker.celery_app`. Nothing this package imports when loaded may import
+:mod:`worker.metrics`: ``axb worker`` imports the Celery app before it sets
+``PROMETHEUS_MULTIPROC_DIR``, which prometheus-client's multi-process mode (prefork) needs before
+the first metric is made.
 """
 
 from worker.queue.delay import DelayQueue

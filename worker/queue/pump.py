@@ -17,7 +17,6 @@ from worker.deadletters import Retention
 from worker.errors import RedisFullError
 from worker.queue.delay import DelayQueue
 from worker.queue.watchdog import Watchdog
-from worker.store import now_ms
 
 log = logging.getLogger("worker.delay")
 
@@ -62,7 +61,7 @@ class Pump:
         self._waker: threading.Thread | None = None
 
     def run_once(self) -> int:
-        ts = now_ms()
+        ts = int(time.time() * 1000)
         if ts - self._last_recover > 5_000:
             self._last_recover = ts
             self.queue.recover_stale()

@@ -14,12 +14,12 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 from collections.abc import Callable, Sequence
 
 import redis
 
 from worker import keys
-from worker.store import now_ms
 
 log = logging.getLogger("worker.delay")
 
@@ -90,7 +90,7 @@ class Watchdog:
         """One pass over overdue keys; returns how many were published again."""
         if not self.r.set(keys.watchdog_lock(self.queue), os.getpid(), nx=True, px=self.lock_ms):
             return 0  # another worker's pump is sweeping this queue
-        now = now_ms()
+        now = int(time.time() * 1000)
         overdue = [_str(k) for k in self.r.zrangebyscore(self.watch_key, "-inf", now, start=0, num=limit)]
         if not overdue:
             return 0

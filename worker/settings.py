@@ -115,7 +115,7 @@ class Settings(BaseSettings):
     # Worker slots (per process) that deliveries may take at once; the rest stay for binds.
     callback_concurrency: int = Field(default=4, ge=1)
 
-    # --- personal data at rest (worker.sealing, worker.retention) ------------------------------
+    # --- personal data at rest (worker.sealing, worker.deadletters) ------------------------------
     # One or more comma-separated keys (32 random bytes, URL-safe base64); the first seals, all
     # unseal. Unset: phone numbers and signed requests are stored in plaintext.
     data_key: SecretStr | None = None

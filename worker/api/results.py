@@ -1,6 +1,6 @@
 """Reading a result for the API: the record of any key (bind, unbind or extend) as the JSON
 document that ``GET /v1/binds/{key}`` answers and the completion callback carries
-(:mod:`worker.result_document`), masked unless the token has the ``numbers`` scope."""
+(:mod:`worker.callbacks.result_document`), masked unless the token has the ``numbers`` scope."""
 
 from __future__ import annotations
 

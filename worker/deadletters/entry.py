@@ -11,11 +11,6 @@ from worker.masking import mask_obj
 from worker.sealing import unseal
 
 
-def text(v: Any) -> str:
-    """A stream value (bytes or str) as str."""
-    return v.decode() if isinstance(v, bytes) else str(v)
-
-
 @dataclass(frozen=True)
 class DeadLetter:
     id: str

@@ -17,7 +17,8 @@ from typing import Any
 import redis
 
 from worker import keys, lua
-from worker.deadletters.entry import DeadLetter, text
+from worker.deadletters.entry import DeadLetter
+from worker.redis_text import as_text
 
 
 def drop(client: redis.Redis, entries: Sequence[DeadLetter]) -> int:
@@ -68,5 +69,5 @@ def read_audit(client: redis.Redis, limit: int = 100) -> list[dict[str, str]]:
     """The newest ``limit`` audit records, newest first."""
     out = []
     for eid, fields in client.xrevrange(keys.DEAD_LETTER_AUDIT, count=limit) or []:
-        out.append({"id": text(eid), **{text(k): text(v) for k, v in (fields or {}).items()}})
+        out.append({"id": as_text(eid), **{as_text(k): as_text(v) for k, v in (fields or {}).items()}})
     return out

@@ -7,8 +7,8 @@ import time
 import redis
 
 from worker import errors, keys
-from worker.deadletters.entry import text
 from worker.masking import mask_text
+from worker.redis_text import as_text
 
 RAW_KEEP_CHARS = 2048  # what an entry keeps of the item, after masking
 
@@ -21,7 +21,7 @@ def dead_letter_raw(
     ``raw`` is masked, then capped to :data:`RAW_KEEP_CHARS` (masking first, so that no number is
     cut in two and left readable). The entry has no key or request: there is nothing to replay.
     """
-    return text(
+    return as_text(
         client.xadd(
             keys.DEAD_LETTERS,
             {

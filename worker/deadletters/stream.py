@@ -19,10 +19,11 @@ from typing import Any, Unpack
 import redis
 
 from worker import keys
-from worker.deadletters.entry import DeadLetter, text
+from worker.deadletters.entry import DeadLetter
 from worker.deadletters.purge import drop, purge, read_audit, write_audit
 from worker.deadletters.replay import ReplayOptions, ReplayReport, replay
 from worker.deadletters.selection import Selection
+from worker.redis_text import as_text
 
 
 class DeadLetters:
@@ -32,8 +33,8 @@ class DeadLetters:
     def _decode(self, entries: Any) -> list[DeadLetter]:
         out = []
         for eid, fields in entries or []:
-            f = {text(k): text(v) for k, v in fields.items()}
-            out.append(DeadLetter.from_stream(text(eid), f))
+            f = {as_text(k): as_text(v) for k, v in fields.items()}
+            out.append(DeadLetter.from_stream(as_text(eid), f))
         return out
 
     def entries(
@@ -56,7 +57,7 @@ class DeadLetters:
                     out.append(dl)
                     if len(out) >= limit:
                         break
-            start = "(" + text(batch[-1][0])
+            start = "(" + as_text(batch[-1][0])
         return out
 
     def scan(self, page: int = 1000) -> Iterator[DeadLetter]:
@@ -67,7 +68,7 @@ class DeadLetters:
             if not batch:
                 return
             yield from self._decode(batch)
-            start = "(" + text(batch[-1][0])
+            start = "(" + as_text(batch[-1][0])
 
     def get(self, entry_id: str) -> DeadLetter | None:
         batch = self.r.xrange(keys.DEAD_LETTERS, min=entry_id, max=entry_id, count=1)
@@ -98,7 +99,7 @@ class DeadLetters:
                 by_pool[dl.pool or "-"] += 1
                 stamp = dl.dead_lettered_at or int(dl.id.split("-", 1)[0])
                 oldest = stamp if oldest is None else min(oldest, stamp)
-            start = "(" + text(batch[-1][0])
+            start = "(" + as_text(batch[-1][0])
         return {
             "total": sum(by_code.values()),
             "by_code": dict(by_code.most_common()),
@@ -140,7 +141,7 @@ class DeadLetters:
         """The id of the newest entry ("0-0" when empty): where a watch starts, fixed before it
         says it is watching, so nothing that arrives after that line is missed."""
         newest: Any = self.r.xrevrange(keys.DEAD_LETTERS, count=1)
-        return text(newest[0][0]) if newest else "0-0"
+        return as_text(newest[0][0]) if newest else "0-0"
 
     def tail(self, last_id: str = "$", block_ms: int = 1000) -> list[DeadLetter]:
         """New entries after ``last_id`` (blocking up to ``block_ms``), for ``axb dlq watch``."""

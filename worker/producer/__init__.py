@@ -13,7 +13,7 @@ is never bound later, not even by enqueueing or replaying the same key), or else
 and unbinds what it made.
 
 Completion callbacks: ``callback_url=`` (http/https, a public address unless
-``AXB_CALLBACK_ALLOW_PRIVATE=true``; see :mod:`worker.callback_url`) asks the worker to POST the
+``AXB_CALLBACK_ALLOW_PRIVATE=true``; see :mod:`worker.callbacks.url`) asks the worker to POST the
 result there when the bind or operation ends; ``callback_numbers=True`` shows phone numbers in
 that body (masked otherwise). A refused URL raises :class:`~worker.errors.InvalidRequestError`
 naming ``CallbackUrl`` and ``axb.CALLBACK_URL_REFUSED``. Enqueueing the same request again with

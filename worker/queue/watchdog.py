@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 import redis
 
 from worker import keys
+from worker.redis_text import as_text
 
 log = logging.getLogger("worker.delay")
 
@@ -91,7 +92,7 @@ class Watchdog:
         if not self.r.set(keys.watchdog_lock(self.queue), os.getpid(), nx=True, px=self.lock_ms):
             return 0  # another worker's pump is sweeping this queue
         now = int(time.time() * 1000)
-        overdue = [_str(k) for k in self.r.zrangebyscore(self.watch_key, "-inf", now, start=0, num=limit)]
+        overdue = [as_text(k) for k in self.r.zrangebyscore(self.watch_key, "-inf", now, start=0, num=limit)]
         if not overdue:
             return 0
         pipe = self.r.pipeline(transaction=False)
@@ -106,7 +107,7 @@ class Watchdog:
         suspects: list[tuple[str, bytes]] = []
         for i, key in enumerate(overdue):
             (status, task_id), leased, delayed, claimed = res[4 * i : 4 * i + 4]
-            status = _str(status) if status is not None else None
+            status = as_text(status) if status is not None else None
             if status is None or status in ("succeeded", "dead_lettered", "cancelled"):
                 finished.append(key)
             elif leased or delayed is not None or claimed is not None:
@@ -147,7 +148,3 @@ class Watchdog:
             pipe.zadd(self.watch_key, dict.fromkeys(again, now + self.watch_ms), xx=True)
         pipe.execute()
         return len(lost)
-
-
-def _str(v: object) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)

@@ -1,4 +1,4 @@
-"""Completion callbacks: POST a finished bind's (or unbind's, or extend's) result to its URL.
+"""One delivery of a completion callback: scheduled with the outcome, posted, retried, dead-lettered.
 
 The story of one delivery (task ``axb.callback``, :func:`deliver`):
 
@@ -7,12 +7,13 @@ The story of one delivery (task ``axb.callback``, :func:`deliver`):
    it on the delay queue, due at once, and on the watchdog's list, in the same atomic step. A
    worker that dies right after the terminal write loses nothing: any worker's pump publishes
    the delivery; a message lost on the way is published again by the watchdog.
-2. **Built at delivery time** from the record (:mod:`worker.result_document`), masked unless the
-   producer asked for numbers. The delivery record holds no phone number.
-3. **Checked again** (:func:`worker.callback_url.resolve_target`): DNS may have changed since the
+2. **Built at delivery time** from the record (:mod:`worker.callbacks.document`), masked unless
+   the producer asked for numbers. The delivery record holds no phone number.
+3. **Checked again** (:func:`worker.callbacks.url.resolve_target`): DNS may have changed since the
    URL was accepted. The POST goes to the address that was checked; redirects are not followed.
-4. **Signed** (:mod:`worker.callback_signature`), with ``X-Axb-Key`` (the record's key) and
-   ``X-Axb-Delivery`` (the same id on every retry of this delivery: receivers dedupe on it).
+4. **Signed** (:mod:`worker.callbacks.signature`) and posted (:mod:`worker.callbacks.post`), with
+   ``X-Axb-Key`` (the record's key) and ``X-Axb-Delivery`` (the same id on every retry of this
+   delivery: receivers dedupe on it).
 5. **Retried** after a connection error, a timeout or a non-2xx answer, with full-jitter backoff
    through the delay queue, until ``AXB_CALLBACK_MAX_AGE_S`` has passed; then the delivery is
    dead-lettered as ``axb.CALLBACK_FAILED`` (``axb dlq replay`` sends it again).

@@ -1,4 +1,4 @@
-"""One dead letter as read from the stream (:class:`DeadLetter`), and how stream values decode."""
+"""One dead letter as read from the stream: :class:`DeadLetter`."""
 
 from __future__ import annotations
 

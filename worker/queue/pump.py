@@ -46,7 +46,7 @@ class Pump:
         self.watchdog = watchdog
         self.watchdog_every_ms = watchdog_every_ms
         self._last_watch = 0
-        # The dead-letter retention sweep (worker.retention): its own lock makes one pump of the
+        # The dead-letter retention sweep (worker.deadletters.retention): its own lock makes one pump of the
         # cluster sweep per period; a failure is logged and never stops the delay queue.
         self.retention = retention
         self.retention_every_ms = retention_every_ms

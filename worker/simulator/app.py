@@ -35,9 +35,10 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from worker.simulator.answers import Answer
 from worker.simulator.config import SimulatorConfig
 from worker.simulator.gateway import IncomingRequest
-from worker.simulator.state import Answer, Simulator
+from worker.simulator.state import Simulator
 
 log = logging.getLogger("worker.simulator")
 

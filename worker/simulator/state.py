@@ -8,6 +8,10 @@ every read and write of state holds ``self._lock``. A call goes through two step
 2. :meth:`Simulator.execute` – after the configured latency: the business logic runs.
 
 The app then renders the :class:`Answer` (delaying, truncating or dropping it as drawn).
+
+The pieces live in their own modules: :mod:`.bindings` (bindings, pools, picking an X),
+:mod:`.nonces` (nonces seen), :mod:`.answers` (answer bodies, drawing faults) and
+:mod:`.actions` (what each action does). :class:`Simulator` holds them under one lock.
 """
 
 from __future__ import annotations

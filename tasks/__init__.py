@@ -1,1 +1,1 @@
-"""Celery task modules: thin glue around :mod:`worker.pipeline`."""
+"""Celery task modules: thin glue around :mod:`worker.execution`."""

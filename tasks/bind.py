@@ -13,7 +13,7 @@ from celery.exceptions import Reject, SoftTimeLimitExceeded
 from worker import errors
 from worker.celery_app import app
 from worker.deadletters import dead_letter_raw
-from worker.pipeline import run_bind, run_bind_many
+from worker.execution import deliver, deliver_many
 from worker.runtime import get_runtime
 
 log = logging.getLogger("axb.bind")
@@ -40,7 +40,7 @@ def bind_many(self: Task, key_list: Any = None, *args: Any, **kwargs: Any) -> di
         return {"status": "dead_lettered", "code": errors.MALFORMED_MESSAGE}
     delivery = f"{self.request.hostname}:{self.request.id}:{uuid.uuid4().hex[:8]}"
     try:
-        outcomes = run_bind_many(rt, key_list, delivery)
+        outcomes = deliver_many(rt, key_list, delivery)
     except SoftTimeLimitExceeded:
         log.warning("bind_many of %d keys: soft time limit; message requeued", len(key_list))
         raise Reject("soft time limit", requeue=True) from None
@@ -76,7 +76,7 @@ def handle_message(self: Task, action: str, key: Any, args: Any, kwargs: Any) ->
         return {"status": "dead_lettered", "code": errors.MALFORMED_MESSAGE}
     delivery = f"{self.request.hostname}:{self.request.id}:{uuid.uuid4().hex[:8]}"
     try:
-        return run_bind(rt, key, delivery).as_dict()
+        return deliver(rt, key, delivery).as_dict()
     except SoftTimeLimitExceeded:
         log.warning("%s key=%s: soft time limit; message requeued", action, key)
         raise Reject("soft time limit", requeue=True) from None

@@ -1,5 +1,5 @@
 """The ``axb.extend`` task: one message carries one operation key (``extend:<key>:<expiration>``);
-the record holds the rest. The story is in :mod:`worker.lifecycle`."""
+the record holds the rest. The story is in :mod:`worker.execution.operation`."""
 
 from __future__ import annotations
 

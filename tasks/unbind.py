@@ -1,5 +1,5 @@
 """The ``axb.unbind`` task: one message carries one operation key (``unbind:<key>``); the record
-holds the rest. The story is in :mod:`worker.lifecycle`."""
+holds the rest. The story is in :mod:`worker.execution.operation`."""
 
 from __future__ import annotations
 

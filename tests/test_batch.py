@@ -109,7 +109,7 @@ def test_a_batch_running_out_of_time_publishes_the_rest_again(
 ) -> None:
     """With a 1 s budget and a 300 ms vendor, a batch of 10 starts a few keys and puts the rest back
     on the queue as a new message; nothing is lost and each key still binds once."""
-    from worker.pipeline import run_bind_many
+    from worker.execution import deliver_many
 
     apply_env(
         monkeypatch,
@@ -128,7 +128,7 @@ def test_a_batch_running_out_of_time_publishes_the_rest_again(
     res = enqueue_binds([request(i) for i in range(200, 210)])
     ((_, batch, _),) = queued(rt)
     rt.redis.delete(rt.settings.queue)  # worked on directly below, as a worker would
-    outcomes = run_bind_many(rt, batch, "test-delivery")
+    outcomes = deliver_many(rt, batch, "test-delivery")
     done = [o.key for o in outcomes if o.status == "succeeded"]
     rest = [o.key for o in outcomes if o.status == "requeued"]
     assert 2 <= len(done) <= 6 and done + rest == batch
@@ -151,7 +151,7 @@ def test_a_key_whose_earlier_delivery_died_leaves_its_batch_and_goes_alone(
 ) -> None:
     """A batch redelivered after its worker died mid-key: that key (possibly poison) is sent on as
     a message of its own and counted there; the other keys are worked on in the batch."""
-    from worker.pipeline import run_bind_many
+    from worker.execution import deliver_many
 
     res = enqueue_binds([request(i) for i in range(300, 304)])
     ((_, batch, _),) = queued(pipeline)
@@ -160,7 +160,7 @@ def test_a_key_whose_earlier_delivery_died_leaves_its_batch_and_goes_alone(
     first = pipeline.store.start("order-301", "dead-delivery", 0.001, pipeline.settings.access_key_id)
     assert first.starts == 1
     wait_until(lambda: not pipeline.redis.exists(keys.bind_lease("order-301")))  # its lease has run out
-    outcomes = {o.key: o.status for o in run_bind_many(pipeline, batch, "second-delivery")}
+    outcomes = {o.key: o.status for o in deliver_many(pipeline, batch, "second-delivery")}
     assert outcomes == {
         "order-300": "succeeded",
         "order-301": "split",
@@ -236,7 +236,7 @@ def test_a_call_refused_a_slot_is_not_counted_and_waits_on_the_delay_queue(
     """The slot and the record of the call are taken in one round trip; when no slot is free
     within the inline wait, the record is put back as it was (no attempt counted, no request kept)
     and the key waits on the delay queue for about when one frees up."""
-    from worker.pipeline import run_bind_many
+    from worker.execution import deliver_many
 
     apply_env(
         monkeypatch, {"AXB_RATE_LIMIT_QPS": "0.5", "AXB_RATE_LIMIT_BURST": "1", "AXB_INLINE_WAIT_MAX_S": "0"}
@@ -245,7 +245,7 @@ def test_a_call_refused_a_slot_is_not_counted_and_waits_on_the_delay_queue(
     enqueue_binds([request(700), request(701), request(702), request(703)])
     rt.redis.delete(rt.settings.queue)
     t0 = time.time()
-    outcomes = run_bind_many(rt, ["order-700", "order-701", "order-702", "order-703"], "d")
+    outcomes = deliver_many(rt, ["order-700", "order-701", "order-702", "order-703"], "d")
     assert [o.status for o in outcomes] == ["succeeded", "pending", "parked", "parked"]
     rec = rt.store.get("order-701")
     assert rec is not None and rec.attempts == 0 and rec.inflight is None and rec.first_attempt_at is None
@@ -280,7 +280,7 @@ def test_a_worker_shutting_down_gives_the_rest_of_a_batch_back_at_once(
     again, leases freed and starts undone, instead of holding them through the soft shutdown."""
     from celery.signals import worker_shutting_down
 
-    from worker.pipeline import run_bind_many
+    from worker.execution import deliver_many
     from worker.queue import STOPPING
 
     enqueue_binds([request(900), request(901), request(902)])
@@ -288,7 +288,7 @@ def test_a_worker_shutting_down_gives_the_rest_of_a_batch_back_at_once(
     worker_shutting_down.send(sender="test", sig="SIGTERM", how="Warm", exitcode=0)
     try:
         assert STOPPING.is_set()
-        outcomes = run_bind_many(pipeline, ["order-900", "order-901", "order-902"], "d")
+        outcomes = deliver_many(pipeline, ["order-900", "order-901", "order-902"], "d")
     finally:
         STOPPING.clear()
     assert [o.status for o in outcomes] == ["succeeded", "requeued", "requeued"]

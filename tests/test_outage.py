@@ -1,4 +1,4 @@
-"""Vendor outages wait instead of failing: the cluster-wide vendor hold (worker/hold.py)."""
+"""Vendor outages wait instead of failing: the cluster-wide vendor hold (worker/execution/hold.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from tests.tcp_proxy import TcpProxy
 from worker import errors
 from worker.deadletters import DeadLetters
 from worker.errors import AmbiguousVendorError, RetryableVendorError, ThrottledError, TransportError
-from worker.hold import VENDOR
+from worker.execution import VENDOR
 from worker.producer import enqueue_bind, enqueue_binds, enqueue_unbind
 from worker.runtime import Runtime, get_runtime
 

@@ -112,7 +112,7 @@ def is_account_level(code: str) -> bool:
 
 
 # Why a call failed when it says nothing about the request itself (the vendor's side is down):
-# these open the vendor hold (worker/hold.py) and never use up AXB_MAX_ATTEMPTS.
+# these open the vendor hold (worker/execution/hold.py) and never use up AXB_MAX_ATTEMPTS.
 VENDOR_UNREACHABLE = "vendor unreachable"
 VENDOR_5XX = "vendor answering 5xx"
 

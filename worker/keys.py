@@ -134,7 +134,7 @@ def rate_penalty(scope: str) -> str:
 
 def account_hold(account: str) -> str:
     """String (JSON, with a TTL): set while the vendor refuses ``account``; every worker holds
-    its calls for that account until it runs out (see :mod:`worker.hold`)."""
+    its calls for that account until it runs out (see :mod:`worker.execution.hold`)."""
     return f"{PREFIX}:hold:account:{account}"
 
 

@@ -28,7 +28,7 @@ with ``P`` such callers, observed call times hold at most ``floor(r) + B + P`` c
 **Late sends.** Slots obey the bound; sends do not, by the time a caller takes to wake and
 send. A :class:`Limit` with ``late_s`` whose burst can pay for it (``(B - 1)·T ≥ late_s``)
 shortens its tolerance by ``late_s`` (``B = 10`` at 100 qps: 9 calls at once, not 10), and
-callers (``worker.pipeline``) send at most ``late_s`` after the slot, immediate grants
+callers (``worker.execution``) send at most ``late_s`` after the slot, immediate grants
 included, or give the slot up and reserve again: sends then keep to ``floor(r) + B`` in any
 second too. The account limit carries ``late_s = 10 ms`` (:func:`late_allowance`).
 

@@ -69,7 +69,7 @@ CALLBACK_LAG = Histogram(
 
 class RedisCollector(Collector):
     """Gauges read from Redis at scrape time: queue depth, delay queue, dead letters, the holds
-    in force (worker/hold.py) and Redis memory."""
+    in force (worker/execution/hold.py) and Redis memory."""
 
     def __init__(self, client: Any, queue: str, account: str = "") -> None:
         self.client = client
@@ -107,8 +107,7 @@ class RedisCollector(Collector):
         yield from self._holds_and_memory()
 
     def _holds_and_memory(self) -> Iterator[GaugeMetricFamily]:
-        from worker.hold import holds_in_force
-        from worker.status import redis_memory
+        from worker.execution import holds_in_force, redis_memory
 
         try:
             holds = holds_in_force(self.client, self.account)

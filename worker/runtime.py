@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import redis
 
 from worker.connections import redis_client, wait_replicas
-from worker.hold import Holds
+from worker.execution import Holds
 from worker.limiter import LATE_MIN_S, Limit, RateLimiter
 from worker.queue import DelayQueue, Publisher
 from worker.replication import ReplicaWait

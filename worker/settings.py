@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     # An unanswered signed request may be replayed (same nonce) for this long; the vendor
     # keeps nonces for 15 minutes and rejects timestamps 15 minutes off.
     replay_window_s: float = Field(default=600.0, gt=0)
-    # The hold (worker/hold.py). After an account-level refusal (bad credentials, closed
+    # The hold (worker/execution/hold.py). After an account-level refusal (bad credentials, closed
     # account), the cluster holds its calls this long, then lets calls through again
     # (AXB_ACCOUNT_HALT_S, the old name, is still read).
     account_hold_s: float = Field(

@@ -7,7 +7,7 @@
   or ``extend`` (needs the key and the new ``Expiration``). Other columns of such rows are
   ignored. Within a chunk binds are enqueued before unbinds and extends, so a file may bind a
   key and unbind or extend it in a later row; an unbind never races its bind (see
-  :mod:`worker.lifecycle`).
+  :mod:`worker.execution`).
 - Invalid rows go to a rejects file (line number, field, vendor code, reason) and the run
   carries on. Phone numbers in it are masked unless ``show_numbers``.
 - Rows are enqueued in pipelined chunks. After each chunk, the number of rows done is saved to

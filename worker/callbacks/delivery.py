@@ -35,9 +35,9 @@ from typing import Any
 
 from worker import errors, keys
 from worker.callbacks.post import delivery_id, post, process_state
+from worker.execution import full_jitter
 from worker.metrics import CALLBACK_LAG, CALLBACK_LATENCY, CALLBACKS
 from worker.observability import report_dead_letter
-from worker.pipeline import full_jitter
 from worker.runtime import Runtime
 from worker.store import (
     DEAD_LETTERED,

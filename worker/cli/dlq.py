@@ -138,9 +138,8 @@ def dlq_show(entry_id: str, as_json: bool, show_numbers: bool) -> None:
 @json_option()
 def dlq_stats(as_json: bool) -> None:
     """Total, counts by code and pool, the age of the oldest entry and when retention removes it."""
-    from worker.hold import holds_in_force
+    from worker.execution import describe_holds, holds_in_force
     from worker.runtime import get_runtime
-    from worker.status import describe_holds
 
     rt = get_runtime()
     stats = mask_obj(_dead_letters().stats(retention_days=rt.settings.dlq_retention_days))

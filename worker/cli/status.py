@@ -20,8 +20,8 @@ from worker.cli.output import out_console
 def status_command(as_json: bool) -> None:
     """The hold in force (account refused, vendor unreachable…), with its reason and start; the
     queue, held and delayed keys, dead letters and Redis memory."""
+    from worker.execution import cluster_status, describe_holds
     from worker.runtime import get_runtime
-    from worker.status import cluster_status, describe_holds
 
     rt = get_runtime()
     st = cluster_status(rt.redis, rt.settings.access_key_id, rt.settings.queue)

@@ -7,7 +7,7 @@ as ``succeeded`` or ``dead_lettered``.
 
 Trip lifecycle: :func:`enqueue_unbind` (trip ends: release the X number) and
 :func:`enqueue_extend` (trip runs late: move the Expiration) queue operations with the same
-guarantees; see :mod:`worker.lifecycle`. An unbind that arrives while its bind is still queued
+guarantees; see :mod:`worker.execution`. An unbind that arrives while its bind is still queued
 or retrying cancels it if none of its requests can have bound (the bind ends ``cancelled`` and
 is never bound later, not even by enqueueing or replaying the same key), or else waits for it
 and unbinds what it made.

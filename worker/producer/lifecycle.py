@@ -1,7 +1,7 @@
 """Enqueue trip lifecycle operations: :func:`enqueue_unbind` (trip ends: release the X number) and
 :func:`enqueue_extend` (trip runs late: move the Expiration), one by one or many at once.
 
-They have the guarantees of a bind; see :mod:`worker.lifecycle`. An unbind that arrives while
+They have the guarantees of a bind; see :mod:`worker.execution`. An unbind that arrives while
 its bind is still queued or retrying cancels it if none of its requests can have bound (the
 bind ends ``cancelled`` and is never bound later), or else waits for it and unbinds what it made.
 """

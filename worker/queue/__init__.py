@@ -5,7 +5,7 @@
 - :mod:`~worker.queue.watchdog`: republishes a watched key whose message was lost;
 - :mod:`~worker.queue.pump`: the thread that moves due keys and runs the sweeps;
 - :mod:`~worker.queue.envelope` and :mod:`~worker.queue.intake`: junk-proof consumption;
-- :mod:`~worker.queue.shutdown`: the warm-shutdown flag :data:`STOPPING`;
+- :data:`STOPPING`: the warm-shutdown flag (defined once, in :mod:`worker.shutdown`);
 - :mod:`~worker.queue.celery_app`: the Celery application (``celery -A worker.celery_app``).
 
 The Celery app is not imported here (it creates the app and registers the tasks): import it
@@ -19,8 +19,8 @@ from worker.queue.delay import DelayQueue
 from worker.queue.envelope import JSON_MIME, MAX_MESSAGE_BYTES, MalformedMessage, check_envelope, readable
 from worker.queue.publish import Publisher
 from worker.queue.pump import Pump, start_pump, stop_pump
-from worker.queue.shutdown import STOPPING
 from worker.queue.watchdog import Watchdog
+from worker.shutdown import STOPPING
 
 __all__ = [
     "JSON_MIME",

@@ -15,8 +15,8 @@ from celery.signals import celeryd_init, worker_ready, worker_shutdown, worker_s
 from worker.connections import celery_connection_config
 from worker.queue.intake import install as install_intake
 from worker.queue.pump import start_pump, stop_pump
-from worker.queue.shutdown import STOPPING
 from worker.settings import Settings, get_settings
+from worker.shutdown import STOPPING
 
 
 class ConfigurationError(RuntimeError):
@@ -151,9 +151,9 @@ def _on_worker_init(**_: Any) -> None:
     check_settings(s)
     setup_logging(s)
     init_sentry(s)
+    from worker.execution import log_if_full
     from worker.runtime import get_runtime
     from worker.sealing import refuse_start_without_data_key
-    from worker.status import log_if_full
 
     log_if_full(get_runtime().redis)
     refuse_start_without_data_key(s)

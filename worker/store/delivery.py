@@ -10,7 +10,7 @@ from enum import IntEnum
 from typing import Any
 
 from worker import errors, keys
-from worker.hold import Hold
+from worker.execution import Hold
 from worker.redis_text import as_text
 from worker.sealing import seal
 from worker.store.base import StoreBase, hist_json, succeeded_args
@@ -129,7 +129,7 @@ class Delivery(StoreBase):
         """Record that a vendor call is about to go out; returns the attempt number, or a
         :class:`Begin` refusal: ``TERMINAL``, or ``CANCELLED`` (an unbind cancelled the bind just
         now). With ``account``: ``HELD`` if calls are on hold (that account's, or the vendor's
-        unless this delivery holds the probe lock with ``probe_token``; see :mod:`worker.hold`).
+        unless this delivery holds the probe lock with ``probe_token``; see :mod:`worker.execution.hold`).
         With ``client`` (a pipeline) the command is only queued on it (queue ``self.wait`` after
         it)."""
         ts = now_ms()

@@ -3,7 +3,7 @@
 -- Returns {what (worker.store.StartOutcome), record hash (flat), starts, hold}: what = 0 no record, 1 terminal, 2 a stale
 -- copy (the delay queue owns the key until it is due), 3 busy (another delivery holds the
 -- lease: looked at again once it has run out), 4 go (lease taken, ``starts`` counted); hold =
--- the account's hold, else the vendor's, else false (see worker/hold.py).
+-- the account's hold, else the vendor's, else false (see worker/execution/hold.py).
 --! include statuses
 local h = redis.call('HGETALL', KEYS[1])
 if #h == 0 then return {0, {}, 0, false} end

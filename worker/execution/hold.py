@@ -22,8 +22,8 @@ script), so a hold set by one worker stops the next call of every other worker:
     request (success or a vendor code) closes the hold and makes every held key due at once;
     the rate limiter then spreads them out. A failed probe leaves the hold open;
   - a bind whose answer was lost keeps its signed request while it waits, and is proved by
-    re-sending it byte for byte after the hold (the pipeline's "no answer" path); a request
-    refused at connect was never sent and is signed afresh;
+    re-sending it byte for byte after the hold (the bind's "no answer" path:
+    worker/execution/bind.py); a request refused at connect was never sent and is signed afresh;
   - a key is dead-lettered by the outage only when its own deadline passes (its Expiration
     minus a minute, or ``deadline=``), as ``axb.DEADLINE_EXCEEDED`` (or ``axb.AMBIGUOUS_OUTCOME``
     if a request of it may have been applied).

@@ -13,7 +13,7 @@ import redis
 
 from worker import keys
 from worker.errors import RedisFullError
-from worker.hold import holds_in_force
+from worker.execution.hold import holds_in_force
 
 log = logging.getLogger("axb.status")
 

@@ -1,0 +1,156 @@
+"""One bind attempt, as a story: deadline → request checked → hold → rate limit → call → store.
+
+Why a bind is never silently made twice:
+
+- one record per idempotency key, and a lease so that one delivery at a time works on it;
+- before a call goes out, the signed request is written to the record (``inflight``);
+- if the answer is lost (read timeout, reset, a crash of this worker), the next attempt does
+  not sign a new request: it re-sends the stored one, byte for byte, same nonce. The vendor
+  answers ``SignatureNonceUsed`` exactly when the first copy reached it: then the bind is
+  dead-lettered as ``axb.AMBIGUOUS_OUTCOME`` for on-call to reconcile, never retried blindly.
+  Any other answer settles the question (the first copy never arrived).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+from worker import errors
+from worker.errors import InvalidRequestError
+from worker.execution.calling import requeue_for_slot, timed_call
+from worker.execution.failure import dead_letter_at_deadline, on_vendor_error
+from worker.execution.hold import Hold
+from worker.execution.hold_gate import note_answer, pass_hold, wait_out_hold
+from worker.execution.outcome import Outcome, attempt_entry, dead_letter, finish, log_outcome
+from worker.limiter import late_allowance
+from worker.metrics import BINDS, LIMITER_WAIT
+from worker.runtime import Runtime
+from worker.store import Begin, BindRecord, now_ms
+from worker.vendor import SignedRequest, api_params, bind_params, parse_bind_request
+
+
+def attempt_bind(rt: Runtime, rec: BindRecord, *, hold: Hold | None = None, lease_token: str = "") -> Outcome:
+    """One attempt of bind record ``rec`` (under the delivery's lease ``lease_token``; ``hold``
+    is the hold in force as the delivery's start read it)."""
+    s = rt.settings
+    key = rec.key
+    now = now_ms()
+    limits = rt.limits(rec.pool)
+
+    replay: SignedRequest | None = None
+    if rec.inflight:
+        replay = SignedRequest.from_json_dict(rec.inflight)
+        if time.time() - replay.signed_at > s.replay_window_s or now >= rec.deadline:
+            dead_letter(
+                rt,
+                key,
+                code=errors.AMBIGUOUS_OUTCOME,
+                message=f"attempt {rec.attempts} was sent and never answered ({rec.code or 'no answer'});"
+                " too late to re-send it for proof: the binding may exist, reconcile before replaying",
+                request_id=rec.request_id,
+            )
+            return finish(rt, key)
+    elif now >= rec.deadline:
+        return dead_letter_at_deadline(rt, rec, "bind succeeded", request_id=rec.request_id)
+
+    # The stored request is checked again (it was at enqueue; the rules may have changed since):
+    # the fast path accepts what pydantic accepts, and leaves anything doubtful to pydantic.
+    fast = bind_params(rec.request, check_future=False)
+    if fast is not None:
+        params = api_params(fast[0])
+    else:
+        try:
+            params = parse_bind_request(rec.request, check_future=False).to_api_params()
+        except InvalidRequestError as err:
+            dead_letter(rt, key, code=err.code, message=str(err))
+            return finish(rt, key)
+
+    # --- the hold: the account refused, or the vendor is down (worker/execution/hold.py) ------
+    held, probe = pass_hold(rt, rec, hold, lease_token or f"probe:{key}:{random.getrandbits(32)}")
+    if held is not None:
+        return held
+
+    # --- the cluster-wide rate limit, and the call recorded as going out -----------------------
+    # Signed first, then the limiter's slot and the record of the call (the stored signed
+    # request, the attempt counted, the account's hold checked) in one round trip: nothing but
+    # the slot's own wait lies between the slot and the send. The signature's timestamp is at
+    # most the inline wait old.
+    signed = replay or rt.client.sign("BindAxb", params)
+    asked = time.monotonic()  # the slot is no earlier than this plus its wait
+    pipe = rt.redis.pipeline(transaction=False)
+    rt.limiter.reserve_into(pipe, limits, max_wait_s=s.inline_wait_max_s)
+    rt.store.begin_attempt(
+        key, signed.to_json_dict(), account=s.access_key_id, probe_token=probe, client=pipe
+    )
+    waiting = rt.store.wait.queue(pipe)  # the stored request on the replicas before it is sent
+    raw_slot, raw_attempt, *acked = pipe.execute()
+    if waiting:
+        rt.store.wait.check(acked[0])
+    attempt = int(raw_attempt)
+    if attempt == Begin.HELD:
+        return wait_out_hold(rt, rec, rt.holds.current(s.access_key_id))
+    if attempt < 0:
+        if attempt == Begin.CANCELLED:  # an unbind came first, and nothing of this bind can have bound
+            BINDS.labels("cancelled", errors.CANCELLED).inc()
+        return finish(rt, key)
+    reservation = rt.limiter.reservation(raw_slot)
+    waited = reservation.wait_s if reservation.granted else 0.0
+    if reservation.granted:
+        late_s, strict = late_allowance(limits)
+        if reservation.wait_s > 0:
+            time.sleep(reservation.wait_s)  # counted from the answer: never before the slot
+        if (strict or reservation.wait_s > 0) and time.monotonic() - (asked + reservation.wait_s) > late_s:
+            # Too late for the slot (woken late, or a busy thread): it is given up rather than
+            # used late, and a new one is asked for (see acquire_on_time).
+            rt.limiter.late_wakeups += 1
+            reservation = rt.limiter.acquire_on_time(limits, max_wait_s=s.inline_wait_max_s, late_s=late_s)
+            waited += reservation.wait_s
+    if not reservation.granted:
+        # The attempt is not counted; the stored request (if any) is kept for its proof.
+        rt.store.unbegin(key, attempt, first=replay is None)
+        due_ms = requeue_for_slot(
+            rt,
+            rec,
+            reservation.wait_s,
+            request_id=rec.request_id,
+            http_status=rec.http_status,
+            keep_inflight=True,
+        )
+        tightest = min(limits, key=lambda limit: limit.rate_qps)
+        return Outcome(
+            key, rec.status, rec.code, rec.attempts, no_slot=(due_ms, tightest.rate_qps, tightest.scope)
+        )
+    LIMITER_WAIT.observe(waited)
+
+    response, failed, latency_ms = timed_call("BindAxb", lambda: rt.client.bind_axb_signed(signed))
+    if failed is not None:
+        return on_vendor_error(
+            rt,
+            rec,
+            failed,
+            attempt=attempt,
+            latency_ms=latency_ms,
+            probe=probe,
+            replay=replay is not None,
+            bind=True,
+        )
+    assert response is not None
+    note_answer(rt, None, probe)
+    dto = response.secret_bind_dto
+    assert dto is not None  # bind_axb_signed guarantees it
+    expire_at_s = rec.expires_at // 1000 + s.result_ttl_extra_s
+    stored = rt.store.succeed(
+        key,
+        dto.model_dump(by_alias=True),
+        response.request_id,
+        expire_at_s,
+        attempt_entry(attempt, "OK", response.request_id, latency_ms, replay is not None),
+        lease_token=lease_token,
+    )
+    BINDS.labels("succeeded", "OK").inc()
+    if stored != 1:  # finished by someone else meanwhile (never expected while we hold the lease)
+        return finish(rt, key, latency_ms)
+    rec.status, rec.code, rec.attempts, rec.request_id = "succeeded", "OK", attempt, response.request_id
+    log_outcome(rec, latency_ms)
+    return Outcome(key, "succeeded", "OK", attempt, released=bool(lease_token))

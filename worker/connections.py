@@ -147,12 +147,12 @@ def strip_tls_query(url: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(rest)))
 
 
-def retry_policy(s: Settings) -> Retry:
+def retry_policy(s: Settings, *, retry_class: Any = Retry) -> Any:
     """Retry a command on a new connection for about ``AXB_REDIS_RETRY_S``: backoff 0.1, 0.2,
     0.4, 0.8 s, then every second (a refused connection fails at once, so the sleeps are the
-    time)."""
+    time). ``retry_class``: redis-py's sync ``Retry`` or its asyncio twin."""
     retries = 0 if s.redis_retry_s <= 0 else int(s.redis_retry_s) + 3
-    return Retry(
+    return retry_class(
         ExponentialBackoff(cap=1.0, base=0.05),
         retries,
         supported_errors=(redis.ConnectionError, redis.TimeoutError, ReadOnlyError),
@@ -185,25 +185,35 @@ def redis_client(
     }
     if max_connections is not None:
         options["max_connections"] = max_connections
+    sentinel_timeout_s = min(socket_timeout_s, 2.0)
+    client: redis.Redis = _connect(
+        s, options, sentinel_class=Sentinel, client_class=AxbRedis, sentinel_timeout_s=sentinel_timeout_s
+    )
+    return client
+
+
+def _connect(
+    s: Settings, options: dict[str, Any], *, sentinel_class: Any, client_class: Any, sentinel_timeout_s: float
+) -> Any:
+    """The one place a client is made from ``AXB_REDIS_URL``, sync or asyncio (the classes
+    differ, the rules do not): a Sentinel URL asks the sentinels for the primary; ``redis://``,
+    ``rediss://`` (with its TLS options) and ``unix://`` connect directly."""
     if is_sentinel(s.redis_url):
         if s.redis_ca_file:
             raise RedisUrlError("AXB_REDIS_CA_FILE: TLS through Sentinel is not supported")
         target = parse_sentinel_url(s.redis_url)
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = sentinel_class(
             list(target.sentinels),
-            sentinel_kwargs=sentinel_kwargs(s, socket_timeout_s=min(socket_timeout_s, 2.0)),
+            sentinel_kwargs=sentinel_kwargs(s, socket_timeout_s=sentinel_timeout_s),
             db=target.db,
             username=target.username,
             password=target.password,
         )
-        client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
-            s.redis_master_name, redis_class=AxbRedis, **options
-        )
-        return client
+        return sentinel.master_for(s.redis_master_name, redis_class=client_class, **options)
     tls = tls_options(s)
     try:
         url = strip_tls_query(s.redis_url) if tls else s.redis_url
-        return AxbRedis.from_url(url, **options, **(tls or {}))
+        return client_class.from_url(url, **options, **(tls or {}))
     except ValueError:
         scheme = urlsplit(s.redis_url.strip()).scheme or "none"
         raise RedisUrlError(
@@ -215,41 +225,18 @@ def async_redis_client(s: Settings, *, max_connections: int | None = None) -> ai
     """The asyncio twin of :func:`redis_client` for ``axb api`` (``?wait``'s pub/sub): the same
     URL kinds, login, TLS and retries. No socket timeout: a pub/sub read blocks as long as the
     longest wait, and health checks find a dead connection instead."""
-    retries = 0 if s.redis_retry_s <= 0 else int(s.redis_retry_s) + 3
     options: dict[str, Any] = {
         "socket_connect_timeout": 5,
         "socket_keepalive": True,
         "health_check_interval": 10,
-        "retry": AsyncRetry(
-            ExponentialBackoff(cap=1.0, base=0.05),
-            retries,
-            supported_errors=(redis.ConnectionError, redis.TimeoutError, ReadOnlyError),
-        ),
+        "retry": retry_policy(s, retry_class=AsyncRetry),
     }
     if max_connections is not None:
         options["max_connections"] = max_connections
-    if is_sentinel(s.redis_url):
-        if s.redis_ca_file:
-            raise RedisUrlError("AXB_REDIS_CA_FILE: TLS through Sentinel is not supported")
-        target = parse_sentinel_url(s.redis_url)
-        sentinel = AsyncSentinel(  # type: ignore[no-untyped-call]
-            list(target.sentinels),
-            sentinel_kwargs=sentinel_kwargs(s),
-            db=target.db,
-            username=target.username,
-            password=target.password,
-        )
-        client: aioredis.Redis = sentinel.master_for(s.redis_master_name, **options)
-        return client
-    tls = tls_options(s)
-    try:
-        url = strip_tls_query(s.redis_url) if tls else s.redis_url
-        return aioredis.Redis.from_url(url, **options, **(tls or {}))
-    except ValueError:
-        scheme = urlsplit(s.redis_url.strip()).scheme or "none"
-        raise RedisUrlError(
-            f"AXB_REDIS_URL must start with redis://, rediss://, unix:// or sentinel:// (not {scheme}://)"
-        ) from None
+    client: aioredis.Redis = _connect(
+        s, options, sentinel_class=AsyncSentinel, client_class=aioredis.Redis, sentinel_timeout_s=2.0
+    )
+    return client
 
 
 def sentinel_kwargs(s: Settings, *, socket_timeout_s: float = 2.0) -> dict[str, Any]:

@@ -19,8 +19,15 @@ from worker.runtime import Runtime
 CST = UTC  # Expiration strings below are built in UTC+8 explicitly
 
 
+# Expirations count from one instant per process, not from each call: a request built twice in
+# one test (the same key sent again) must be the same request, also across a second boundary.
+# A session lasts minutes, so "60 minutes ahead" stays well ahead of the vendor's 1-minute minimum.
+_EXPIRATION_BASE = datetime.now(UTC)
+
+
 def expiration(minutes: float = 60) -> str:
-    return (datetime.now(UTC) + timedelta(hours=8, minutes=minutes)).strftime("%Y-%m-%d %H:%M:%S")
+    at = _EXPIRATION_BASE + timedelta(hours=8, minutes=minutes)
+    return at.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def request(i: int = 0, **over: Any) -> dict[str, Any]:

@@ -64,6 +64,9 @@ def _after(a: str, b: str) -> bool:
 @pytest.fixture(scope="module")
 def junk_worker(redis_server: Any, simulator_server: Any, tmp_path_factory: Any) -> Iterator[JunkWorker]:
     """A threads-pool worker shared by the per-kind tests (a worker costs seconds to start)."""
+    # The session's simulator, fresh: bindings left live by earlier tests of this process would
+    # otherwise use up its X numbers (isv.NO_AVAILABLE_NUMBER).
+    simulator_server.reset()
     with pytest.MonkeyPatch.context() as mp:
         for name in list(os.environ):
             if name.startswith("AXB_"):

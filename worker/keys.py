@@ -167,3 +167,26 @@ API_TOKEN_NAMES = f"{PREFIX}:api:token-names"  # hash: name -> id of the name's 
 def api_rate_scope(token_id: str) -> str:
     """Limiter scope (see :func:`rate_tat`) of one API token's requests."""
     return f"api:{token_id}"
+
+
+# --- the on-call console (worker.console) and the possible-orphans ledger (worker.orphans) -------
+
+OUTCOME_MINUTE_PREFIX = f"{PREFIX}:stats:min:"  # worker/finished.lua builds the same name
+
+
+def outcome_minute(minute: int) -> str:
+    """Hash, TTL 25 h: per epoch minute, ``bind:<status>`` and ``dlq:<code>`` counts (finished.lua)."""
+    return f"{OUTCOME_MINUTE_PREFIX}{minute}"
+
+
+def console_session(session_id: str) -> str:
+    """String (JSON, with a TTL): one console login: token id, name, scopes, CSRF token."""
+    return f"{PREFIX}:console:session:{session_id}"
+
+
+POSSIBLE_ORPHANS = f"{PREFIX}:orphans"  # zset: orphan id -> its binding's Expiration (ms)
+
+
+def possible_orphan(orphan_id: str) -> str:
+    """Hash, TTL up to the binding's Expiration: one copy of a bind that may have bound at the vendor."""
+    return f"{PREFIX}:orphan:{orphan_id}"

@@ -135,6 +135,8 @@ class Settings(BaseSettings):
     # Retry-After (the API's processes use the smaller of this and AXB_REDIS_RETRY_S): an order
     # system would rather retry with its Idempotency-Key than hold a connection for 30 s.
     api_redis_retry_s: float = Field(default=5.0, ge=0)
+    # The on-call console (/console): a login lasts this long (the session lives in Redis).
+    console_session_s: int = Field(default=8 * 3600, ge=60)
 
     # --- observability -----------------------------------------------------------------------
     sentry_dsn: SecretStr | None = None

@@ -12,6 +12,7 @@ from worker.api import errors, routes_binds, routes_health, routes_lifecycle
 from worker.api.body_limit import BodyLimit
 from worker.api.waiting import DoneWatcher
 from worker.connections import async_redis_client
+from worker.console import mount as mount_console
 from worker.settings import Settings, get_settings
 
 DESCRIPTION = """\
@@ -51,5 +52,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes_binds.router)
     app.include_router(routes_lifecycle.router)
     app.include_router(routes_health.router)
+    mount_console(app)  # the on-call console at /console (worker.console)
     app.add_middleware(BodyLimit, max_bytes=s.api_max_body_bytes)
     return app

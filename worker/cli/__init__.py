@@ -17,11 +17,13 @@ import click
 from worker.cli.api import api_command
 from worker.cli.backfill import backfill_command
 from worker.cli.bind import bind_options, bind_params, call_group, enqueue_command, result_command
+from worker.cli.console import console_command
 from worker.cli.data import forget_command, keygen_command, rekey_command
 from worker.cli.dlq import dlq_group
 from worker.cli.errors import AxbGroup, fail, one_line
 from worker.cli.lifecycle import extend_command, unbind_command
 from worker.cli.options import FiniteFloat, follow_options
+from worker.cli.orphans import orphans_group
 from worker.cli.output import err_console, out_console
 from worker.cli.simulator import simulator_command
 from worker.cli.status import status_command
@@ -50,11 +52,13 @@ def main() -> None:
 main.add_command(api_command)
 main.add_command(backfill_command)
 main.add_command(call_group)
+main.add_command(console_command)
 main.add_command(dlq_group)
 main.add_command(enqueue_command)
 main.add_command(extend_command)
 main.add_command(forget_command)
 main.add_command(keygen_command)
+main.add_command(orphans_group)
 main.add_command(rekey_command)
 main.add_command(result_command)
 main.add_command(simulator_command)

@@ -32,5 +32,11 @@ local function axb_finished(rec, status, delayed, watch, now)
       redis.call('LTRIM', KEYS[#KEYS - 1], 0, 99)
     end
   end
+  -- Per-minute outcome counts for the console's chart (keys.outcome_minute; kept 25 h).
+  local cnt = 'axb:stats:min:' .. math.floor(tonumber(now) / 60000)
+  local head = redis.call('HMGET', rec, 'action', 'code')
+  if (head[1] or 'bind') == 'bind' then redis.call('HINCRBY', cnt, 'bind:' .. status, 1) end
+  if status == 'dead_lettered' then redis.call('HINCRBY', cnt, 'dlq:' .. (head[2] or ''), 1) end
+  redis.call('EXPIRE', cnt, 90000)
   redis.call('PUBLISH', ARGV[n - 3], status)
 end

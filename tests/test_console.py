@@ -1,0 +1,177 @@
+"""The on-call console over plain HTTP: who gets in, what is refused, the orphan ledger, the
+per-minute outcome counters. The browser tests are in tests/test_console_browser.py."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from click.testing import CliRunner
+from prometheus_client import REGISTRY
+
+from tests.api_fixture import ApiProcess, api_pipeline_fixture, api_server_fixture, make_token
+from tests.console_helpers import csrf_of, login
+from tests.test_pipeline import request
+from worker import keys
+from worker.cli import main
+from worker.console.chart import read_minutes
+from worker.orphans import list_possible_orphans, record_possible_orphan
+from worker.producer import enqueue_binds
+from worker.runtime import Runtime
+
+api_server = api_server_fixture()
+pipeline = api_pipeline_fixture()
+A, B = "13812345678", "13987654321"
+
+
+@pytest.fixture
+def client(api_server: ApiProcess, redis_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=api_server.url, timeout=20) as c:
+        yield c
+
+
+def test_a_page_without_a_session_sends_you_to_the_login_page(client: httpx.Client) -> None:
+    for path in ("/console/", "/console/dlq", "/console/audit", "/console/orphans", "/console/live"):
+        r = client.get(path)
+        assert r.status_code == 303 and r.headers["location"] == "/console/login", path
+
+
+def test_a_form_post_without_a_session_is_refused(client: httpx.Client) -> None:
+    r = client.post("/console/dlq/action", data={"op": "purge", "ids": "1-0", "confirm": "yes"})
+    assert r.status_code == 401
+
+
+def test_a_token_without_operate_cannot_log_in_and_a_bad_token_neither(
+    client: httpx.Client, redis_url: str
+) -> None:
+    r = login(client, make_token(redis_url, "reader", "bind,read"))
+    assert (
+        r.status_code == 401 and "operate" in r.text and "axb_console=" not in r.headers.get("set-cookie", "")
+    )
+    r = login(client, "axb_0123456789ab_" + "x" * 43)
+    assert r.status_code == 401 and "unknown or revoked" in r.text
+
+
+def test_login_sets_an_httponly_samesite_strict_cookie_holding_no_token(
+    client: httpx.Client, redis_url: str
+) -> None:
+    token = make_token(redis_url, "oncall", "operate")
+    r = login(client, token)
+    assert r.status_code == 303
+    cookie = r.headers["set-cookie"]
+    assert cookie.startswith("axb_console=") and "HttpOnly" in cookie and "SameSite=strict" in cookie
+    assert token not in cookie and token.split("_")[2] not in cookie
+    page = client.get("/console/")
+    assert page.status_code == 200 and "No hold: calls flow." in page.text
+    csp = page.headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert "<script>" not in page.text and "style=" not in page.text
+
+
+def test_a_login_form_without_its_csrf_token_is_refused(client: httpx.Client, redis_url: str) -> None:
+    token = make_token(redis_url, "oncall", "operate")
+    client.get("/console/login")
+    r = client.post("/console/login", data={"token": token})
+    assert r.status_code == 403 and "axb_console=" not in r.headers.get("set-cookie", "")
+
+
+def test_a_form_post_without_the_csrf_token_is_refused_and_changes_nothing(
+    client: httpx.Client, redis_url: str, pipeline: Runtime
+) -> None:
+    login(client, make_token(redis_url, "oncall", "operate"))
+    entry = pipeline.redis.xadd(keys.DEAD_LETTERS, {"key": "k1", "code": "isv.X", "request": ""})
+    entry_id = entry.decode() if isinstance(entry, bytes) else entry
+    for data in (
+        {"op": "purge", "ids": entry_id, "confirm": "yes"},
+        {"op": "purge", "ids": entry_id, "confirm": "yes", "csrf": "forged"},
+    ):
+        r = client.post("/console/dlq/action", data=data)
+        assert r.status_code == 403
+    assert pipeline.redis.xlen(keys.DEAD_LETTERS) == 1
+    page = client.get(f"/console/dlq/{entry_id}")
+    r = client.post(
+        "/console/dlq/action",
+        data={"op": "purge", "ids": entry_id, "confirm": "yes", "csrf": csrf_of(page.text)},
+    )
+    assert r.status_code == 303 and pipeline.redis.xlen(keys.DEAD_LETTERS) == 0
+
+
+def test_a_revoked_token_ends_its_sessions(client: httpx.Client, redis_url: str) -> None:
+    from worker.tokens import TokenStore
+
+    login(client, make_token(redis_url, "oncall", "operate"))
+    assert client.get("/console/dlq").status_code == 200
+    conn = redis.Redis.from_url(redis_url)
+    TokenStore(conn).revoke("oncall")
+    conn.close()
+    assert client.get("/console/dlq").status_code == 303
+
+
+def test_numbers_show_only_on_request_and_only_with_the_numbers_scope(
+    client: httpx.Client, redis_url: str, celery_worker: Any, simulator: Any
+) -> None:
+    simulator.set_faults(force_code="isv.ACCOUNT_ABNORMAL", force_count=1)
+    [handle] = enqueue_binds([request(1, PhoneNoA=A, PhoneNoB=B)]).handles
+    handle.result(timeout=15)
+    login(client, make_token(redis_url, "oncall", "operate"))
+    entry_id = json.loads(CliRunner().invoke(main, ["dlq", "list", "--json"]).stdout)[0]["id"]
+    entry = client.get(f"/console/dlq/{entry_id}?numbers=1").text
+    assert "isv.ACCOUNT_ABNORMAL" in entry and "138****5678" in entry
+    assert A not in entry and "show-numbers" not in entry  # no toggle without the numbers scope
+    listing = client.get("/console/dlq?numbers=1").text
+    assert "isv.ACCOUNT_ABNORMAL" in listing and A not in listing
+    with httpx.Client(base_url=str(client.base_url), timeout=20) as full:
+        login(full, make_token(redis_url, "lead", "operate,numbers"))
+        assert A not in full.get(f"/console/dlq/{entry_id}").text
+        assert A in full.get(f"/console/dlq/{entry_id}?numbers=1").text
+
+
+def test_every_terminal_bind_is_counted_in_its_minute_by_status_and_code(
+    celery_worker: Any, simulator: Any, pipeline: Runtime
+) -> None:
+    simulator.set_faults(force_code="isv.ACCOUNT_ABNORMAL", force_count=1)
+    for h in enqueue_binds([request(i) for i in range(3)]).handles:
+        h.result(timeout=15)
+    counted = sum((c for c in read_minutes(pipeline.redis, 5)), start=__import__("collections").Counter())
+    assert counted["bind:succeeded"] == 2 and counted["bind:dead_lettered"] == 1
+    assert counted["dlq:isv.ACCOUNT_ABNORMAL"] == 1
+    minute = int(time.time() // 60)
+    ttls = [pipeline.redis.ttl(keys.outcome_minute(m)) for m in (minute - 1, minute)]
+    assert any(0 < t <= 90_000 for t in ttls)
+
+
+def test_possible_orphans_are_recorded_once_listed_masked_and_counted(
+    pipeline: Runtime,
+) -> None:
+    now = int(time.time() * 1000)
+    before = REGISTRY.get_sample_value("axb_possible_orphans_total") or 0.0
+    for _ in range(2):
+        record_possible_orphan(
+            pipeline.redis,
+            key=f"trip-{A}",
+            request_id="REQ-1",
+            pool="FC1",
+            sent_at_ms=now,
+            expires_at_ms=now + 7_200_000,
+        )
+    assert REGISTRY.get_sample_value("axb_possible_orphans_total") == before + 1
+    [o] = list_possible_orphans(pipeline.redis)
+    assert (o.key, o.request_id, o.pool, o.expires_at_ms) == (f"trip-{A}", "REQ-1", "FC1", now + 7_200_000)
+    assert (
+        7000
+        < pipeline.redis.ttl(
+            keys.possible_orphan(__import__("worker.orphans").orphans.orphan_id(o.key, "REQ-1"))
+        )
+        <= 7200
+    )
+    out = CliRunner().invoke(main, ["orphans", "list", "--json"])
+    assert out.exit_code == 0
+    listed = json.loads(out.stdout)
+    assert listed[0]["request_id"] == "REQ-1" and A not in out.stdout and "138****5678" in out.stdout
+    table = CliRunner().invoke(main, ["orphans", "list"])
+    assert "REQ-1" in table.stdout and A not in table.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +21,7 @@ from tests.test_pipeline import request
 from worker import keys
 from worker.cli import main
 from worker.console.chart import read_minutes
-from worker.orphans import list_possible_orphans, record_possible_orphan
+from worker.orphans import list_possible_orphans, orphan_id, record_possible_orphan
 from worker.producer import enqueue_binds
 from worker.runtime import Runtime
 
@@ -137,7 +138,7 @@ def test_every_terminal_bind_is_counted_in_its_minute_by_status_and_code(
     simulator.set_faults(force_code="isv.ACCOUNT_ABNORMAL", force_count=1)
     for h in enqueue_binds([request(i) for i in range(3)]).handles:
         h.result(timeout=15)
-    counted = sum((c for c in read_minutes(pipeline.redis, 5)), start=__import__("collections").Counter())
+    counted: Counter[str] = sum(read_minutes(pipeline.redis, 5), start=Counter())
     assert counted["bind:succeeded"] == 2 and counted["bind:dead_lettered"] == 1
     assert counted["dlq:isv.ACCOUNT_ABNORMAL"] == 1
     minute = int(time.time() // 60)
@@ -162,13 +163,7 @@ def test_possible_orphans_are_recorded_once_listed_masked_and_counted(
     assert REGISTRY.get_sample_value("axb_possible_orphans_total") == before + 1
     [o] = list_possible_orphans(pipeline.redis)
     assert (o.key, o.request_id, o.pool, o.expires_at_ms) == (f"trip-{A}", "REQ-1", "FC1", now + 7_200_000)
-    assert (
-        7000
-        < pipeline.redis.ttl(
-            keys.possible_orphan(__import__("worker.orphans").orphans.orphan_id(o.key, "REQ-1"))
-        )
-        <= 7200
-    )
+    assert 7000 < pipeline.redis.ttl(keys.possible_orphan(orphan_id(o.key, "REQ-1"))) <= 7200
     out = CliRunner().invoke(main, ["orphans", "list", "--json"])
     assert out.exit_code == 0
     listed = json.loads(out.stdout)

@@ -122,13 +122,14 @@ def bind(request: Request, sess: Sess, key: str = "") -> Response:
     numbers = show_numbers(request, sess)
     key = key.strip()[:256]
     if not key:
-        return render(request, "bind.html", sess, key="", doc=None, history=[], numbers=numbers)
+        return render(request, "bind.html", sess, key="", doc=None, sent={}, history=[], numbers=numbers)
     res = get_result(key)
     if res is None:
         return render(request, "missing.html", sess, 404, what=f"bind {masked_text(key, numbers)}")
     doc = res.as_dict(show_numbers=numbers)
+    sent = masked(dict(res.request), numbers)
     history = masked(get_runtime().store.history(key), numbers)
-    return render(request, "bind.html", sess, key=key, doc=doc, history=history, numbers=numbers)
+    return render(request, "bind.html", sess, key=key, doc=doc, sent=sent, history=history, numbers=numbers)
 
 
 @router.get("/orphans", response_class=HTMLResponse)

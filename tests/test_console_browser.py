@@ -39,7 +39,7 @@ FLAGS = [
 SCREENSHOTS = os.environ.get("AXB_SCREENSHOTS") == "1"
 DOCS = ROOT / "docs"
 # Every number the tests bind, raw: none may be on a page.
-RAW = [f"1380000{i:04d}" for i in range(60, 64)] + [f"1390000{i:04d}" for i in range(60, 64)]
+RAW = [f"1380000{i:04d}" for i in range(60, 70)] + [f"1390000{i:04d}" for i in range(60, 70)]
 
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists(), reason="needs Debian's chromium (.ci/run installs it)"
@@ -97,7 +97,10 @@ def no_raw_number(page: Any) -> None:
 
 
 def dead_letters_from_a_real_worker(simulator: Any) -> list[str]:
-    """One account refusal and one unknown pool: two dead letters, made by the worker."""
+    """Four binds that succeed, then one account refusal and one unknown pool: two dead letters,
+    made by the worker."""
+    for h in enqueue_binds([request(i) for i in range(64, 68)]).handles:
+        assert h.result(timeout=15).status == "succeeded"
     simulator.set_faults(force_code="isv.ACCOUNT_ABNORMAL", force_count=1)
     [refused] = enqueue_binds([request(60)]).handles
     assert refused.result(timeout=15).status == "dead_lettered"
@@ -113,7 +116,7 @@ def test_on_call_sees_a_real_dead_letter_filters_opens_replays_and_purges_it_and
     log_in(page, redis_url)
 
     # The overview: a chart with lines, the dead letters counted, live.
-    assert page.locator("svg polyline.s-dead").count() >= 1
+    assert page.locator("svg polyline.s-dead").count() >= 1 and page.locator("svg polyline.s-ok").count() >= 1
     assert page.locator("#dead-letters").inner_text() == "2"
     assert "No hold: calls flow." in page.content()
     if SCREENSHOTS:

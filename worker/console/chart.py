@@ -30,6 +30,7 @@ class Series:
 class Chart:
     title: str
     span_label: str
+    start_label: str
     bucket_s: int
     peak: int
     series: list[Series] = field(default_factory=list)
@@ -69,12 +70,15 @@ def _bucket(minutes: list[Counter[str]], per: int) -> list[Counter[str]]:
 def build(title: str, span_label: str, minutes: list[Counter[str]], per: int) -> tuple[Chart, Chart]:
     """Two charts over the same span: binds by outcome, and dead letters by code."""
     buckets = _bucket(minutes, per)
-    outcomes = _chart(f"{title}: binds by outcome", span_label, buckets, "bind:", per)
-    codes = _chart(f"{title}: dead letters by code", span_label, buckets, "dlq:", per)
+    start = f"{len(minutes)} min ago" if len(minutes) < 120 else f"{len(minutes) // 60} h ago"
+    outcomes = _chart(f"{title}: binds by outcome", span_label, start, buckets, "bind:", per)
+    codes = _chart(f"{title}: dead letters by code", span_label, start, buckets, "dlq:", per)
     return outcomes, codes
 
 
-def _chart(title: str, span_label: str, buckets: list[Counter[str]], prefix: str, per: int) -> Chart:
+def _chart(
+    title: str, span_label: str, start: str, buckets: list[Counter[str]], prefix: str, per: int
+) -> Chart:
     totals: Counter[str] = Counter()
     for b in buckets:
         totals.update({k[len(prefix) :]: v for k, v in b.items() if k.startswith(prefix)})
@@ -89,7 +93,7 @@ def _chart(title: str, span_label: str, buckets: list[Counter[str]], prefix: str
         if rest:
             lines["other"].append(sum(b.get(prefix + n, 0) for n in rest))
     peak = max([1, *(v for vals in lines.values() for v in vals)])
-    chart = Chart(title=title, span_label=span_label, bucket_s=per * 60, peak=peak)
+    chart = Chart(title=title, span_label=span_label, start_label=start, bucket_s=per * 60, peak=peak)
     plot_w, plot_h = WIDTH - PAD_L - 4, HEIGHT - PAD_B - PAD_T
     step = plot_w / max(1, len(buckets) - 1)
     for i, (name, vals) in enumerate(lines.items()):

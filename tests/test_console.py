@@ -4,6 +4,8 @@ per-minute outcome counters. The browser tests are in tests/test_console_browser
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -16,7 +18,9 @@ from click.testing import CliRunner
 from prometheus_client import REGISTRY
 
 from tests.api_fixture import ApiProcess, api_pipeline_fixture, api_server_fixture, make_token
+from tests.conftest import free_port
 from tests.console_helpers import csrf_of, login
+from tests.pipeline_fixture import ROOT, wait_until
 from tests.test_pipeline import request
 from worker import keys
 from worker.cli import main
@@ -170,3 +174,74 @@ def test_possible_orphans_are_recorded_once_listed_masked_and_counted(
     assert listed[0]["request_id"] == "REQ-1" and A not in out.stdout and "138****5678" in out.stdout
     table = CliRunner().invoke(main, ["orphans", "list"])
     assert "REQ-1" in table.stdout and A not in table.stdout
+
+
+def _dead_letter(pipeline: Runtime, key: str, i: int, code: str) -> str:
+    now = int(time.time() * 1000)
+    pipeline.store.create_many(
+        [
+            {
+                "key": key,
+                "task_id": f"t-{key}",
+                "request": json.dumps(request(i)),
+                "fingerprint": "f",
+                "pool": "FC100000001",
+                "deadline": now + 3_600_000,
+                "expires_at": now + 7_200_000,
+                "ttl_s": 7200,
+            }
+        ]
+    )
+    entry_id = pipeline.store.dead_letter(key, code=code, message="failed")
+    assert entry_id
+    return str(entry_id)
+
+
+def test_replay_all_of_a_filter_asks_first_then_replays_only_the_matching_entries(
+    client: httpx.Client, redis_url: str, pipeline: Runtime
+) -> None:
+    for n in range(2):
+        _dead_letter(pipeline, f"sys-{n}", n, "isp.SYSTEM_ERROR")
+    other = _dead_letter(pipeline, "pool-0", 5, "isv.POOLKEY_NOT_EXISTS")
+    ambiguous = _dead_letter(pipeline, "amb-0", 6, "axb.AMBIGUOUS_OUTCOME")
+    login(client, make_token(redis_url, "bob", "operate"))
+    csrf = csrf_of(client.get("/console/dlq").text)
+    form = {"op": "replay", "scope": "filter", "csrf": csrf}
+    asked = client.post("/console/dlq/action?code=isp.SYSTEM_ERROR", data=form)
+    assert asked.status_code == 200 and "Confirm: replay 2" in asked.text
+    assert pipeline.redis.xlen(keys.DEAD_LETTERS) == 4  # nothing done before the confirmation
+    done = client.post("/console/dlq/action?code=isp.SYSTEM_ERROR", data={**form, "confirm": "yes"})
+    assert done.status_code == 303
+    left = {dl["id"] for dl in json.loads(CliRunner().invoke(main, ["dlq", "list", "--json"]).stdout)}
+    assert left == {other, ambiguous}
+    assert {pipeline.store.get(f"sys-{n}").status for n in range(2)} == {"pending"}  # type: ignore[union-attr]
+    # Ambiguous entries are never replayed, even picked by id: only rebind or resolve.
+    asked = client.post("/console/dlq/action", data={"op": "replay", "ids": ambiguous, "csrf": csrf})
+    assert "Confirm: replay 0" in asked.text and "left out" in asked.text
+    audit = client.get("/console/audit").text
+    assert "bob" in audit and "isp.SYSTEM_ERROR" in audit
+
+
+def test_axb_console_serves_the_console_on_its_own_port(api_server: ApiProcess) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", "console", "--port", str(port)],
+        env=api_server.env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+
+        def login_page() -> bool:
+            try:
+                return httpx.get(f"{url}/console/login", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(login_page, timeout=30)
+        assert "Content-Security-Policy" in httpx.get(f"{url}/console/login").headers
+    finally:
+        proc.terminate()
+        proc.wait(15)

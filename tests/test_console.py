@@ -19,7 +19,7 @@ from prometheus_client import REGISTRY
 
 from tests.api_fixture import ApiProcess, api_pipeline_fixture, api_server_fixture, make_token
 from tests.conftest import free_port
-from tests.console_helpers import csrf_of, login
+from tests.console_helpers import csrf_of, login, make_dead_letter
 from tests.pipeline_fixture import ROOT, wait_until
 from tests.test_pipeline import request
 from worker import keys
@@ -176,34 +176,13 @@ def test_possible_orphans_are_recorded_once_listed_masked_and_counted(
     assert "REQ-1" in table.stdout and A not in table.stdout
 
 
-def _dead_letter(pipeline: Runtime, key: str, i: int, code: str) -> str:
-    now = int(time.time() * 1000)
-    pipeline.store.create_many(
-        [
-            {
-                "key": key,
-                "task_id": f"t-{key}",
-                "request": json.dumps(request(i)),
-                "fingerprint": "f",
-                "pool": "FC100000001",
-                "deadline": now + 3_600_000,
-                "expires_at": now + 7_200_000,
-                "ttl_s": 7200,
-            }
-        ]
-    )
-    entry_id = pipeline.store.dead_letter(key, code=code, message="failed")
-    assert entry_id
-    return str(entry_id)
-
-
 def test_replay_all_of_a_filter_asks_first_then_replays_only_the_matching_entries(
     client: httpx.Client, redis_url: str, pipeline: Runtime
 ) -> None:
     for n in range(2):
-        _dead_letter(pipeline, f"sys-{n}", n, "isp.SYSTEM_ERROR")
-    other = _dead_letter(pipeline, "pool-0", 5, "isv.POOLKEY_NOT_EXISTS")
-    ambiguous = _dead_letter(pipeline, "amb-0", 6, "axb.AMBIGUOUS_OUTCOME")
+        make_dead_letter(pipeline, f"sys-{n}", n, "isp.SYSTEM_ERROR")
+    other = make_dead_letter(pipeline, "pool-0", 5, "isv.POOLKEY_NOT_EXISTS")
+    ambiguous = make_dead_letter(pipeline, "amb-0", 6, "axb.AMBIGUOUS_OUTCOME")
     login(client, make_token(redis_url, "bob", "operate"))
     csrf = csrf_of(client.get("/console/dlq").text)
     form = {"op": "replay", "scope": "filter", "csrf": csrf}

@@ -7,10 +7,8 @@ docs/console-overview.png, docs/console-dead-letter.png and docs/console-phone.p
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.api_fixture import ApiProcess, api_pipeline_fixture, api_server_fixture, make_token
+from tests.console_helpers import make_dead_letter
 from tests.pipeline_fixture import ROOT, wait_until
 from tests.test_pipeline import request
 from worker.orphans import list_possible_orphans
@@ -179,23 +178,8 @@ def test_on_call_sees_a_real_dead_letter_filters_opens_replays_and_purges_it_and
 def test_an_ambiguous_dead_letter_offers_only_rebind_or_resolve_and_rebind_records_an_orphan(
     page: Any, redis_url: str, celery_worker: Any, simulator: Any, pipeline: Runtime
 ) -> None:
-    now = int(time.time() * 1000)
     for key, i in (("amb-1", 63), ("amb-2", 62)):
-        pipeline.store.create_many(
-            [
-                {
-                    "key": key,
-                    "task_id": f"t-{key}",
-                    "request": json.dumps(request(i)),
-                    "fingerprint": "f",
-                    "pool": "FC100000001",
-                    "deadline": now + 3_600_000,
-                    "expires_at": now + 7_200_000,
-                    "ttl_s": 7200,
-                }
-            ]
-        )
-        assert pipeline.store.dead_letter(key, code="axb.AMBIGUOUS_OUTCOME", message="answer lost")
+        make_dead_letter(pipeline, key, i, "axb.AMBIGUOUS_OUTCOME")
     log_in(page, redis_url)
     page.goto(f"{page.base}/console/dlq")
     assert page.locator("tr.ambiguous").count() == 2

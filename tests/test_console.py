@@ -224,3 +224,21 @@ def test_axb_console_serves_the_console_on_its_own_port(api_server: ApiProcess) 
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+def test_ids_that_name_nothing_are_answered_not_crashed_on(client: httpx.Client, redis_url: str) -> None:
+    login(client, make_token(redis_url, "oncall", "operate"))
+    for bad in ("nope", "99999999999999999999999-0", "1-0"):
+        assert client.get(f"/console/dlq/{bad}").status_code == 404
+    csrf = csrf_of(client.get("/console/dlq").text)
+    asked = client.post("/console/dlq/action", data={"op": "purge", "ids": ["nope", "1-0"], "csrf": csrf})
+    assert asked.status_code == 200 and "purge for good 0 dead letter" in asked.text
+
+
+def test_log_out_needs_the_csrf_token_and_ends_the_session(client: httpx.Client, redis_url: str) -> None:
+    login(client, make_token(redis_url, "oncall", "operate"))
+    csrf = csrf_of(client.get("/console/").text)
+    assert client.post("/console/logout", data={}).status_code == 403
+    assert client.get("/console/dlq").status_code == 200
+    assert client.post("/console/logout", data={"csrf": csrf}).status_code == 303
+    assert client.get("/console/dlq").status_code == 303

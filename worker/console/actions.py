@@ -11,11 +11,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from worker.console.pages import filtered
 from worker.console.session import Session
 from worker.console.web import PREFIX, need_csrf, need_session, render
-from worker.deadletters import NEEDS_FORCE, DeadLetter, DeadLetters
+from worker.deadletters import NEEDS_FORCE, DeadLetter, DeadLetters, SelectionError, parse_entry_id
 from worker.masking import mask_text
 from worker.orphans import record_possible_orphan
 from worker.runtime import get_runtime
@@ -29,7 +30,15 @@ def _selected(request: Request, ids: list[str], scope: str) -> list[DeadLetter]:
     dead = DeadLetters(get_runtime().redis)
     if scope == "filter":
         return filtered(request)[0]
-    return [dl for dl in (dead.get(i) for i in ids[:1000] if len(i) < 48) if dl is not None]
+    out = []
+    for text in ids[:1000]:
+        try:
+            dl = dead.get(parse_entry_id(text))
+        except SelectionError:  # not an id: names nothing
+            continue
+        if dl is not None:
+            out.append(dl)
+    return out
 
 
 @router.post("/dlq/action")
@@ -41,14 +50,21 @@ async def action(request: Request, sess: Annotated[Session, Depends(need_session
         return Response(f"unknown action {op[:20]!r}", status_code=400, media_type="text/plain")
     ids = [str(i) for i in form.getlist("ids")]
     scope = str(form.get("scope") or "ids")
+    note = mask_text(str(form.get("note") or "").strip())[:500]
+    # Redis calls and the replay's pacing block: run them off the event loop (the API's ?wait).
+    return await run_in_threadpool(_act, request, sess, op, ids, scope, note, form.get("confirm") == "yes")
+
+
+def _act(
+    request: Request, sess: Session, op: str, ids: list[str], scope: str, note: str, confirmed: bool
+) -> Response:
     entries = _selected(request, ids, scope)
     ambiguous = [dl for dl in entries if dl.code in NEEDS_FORCE]
-    note = mask_text(str(form.get("note") or "").strip())[:500]
     if op in ("rebind", "resolve"):
         entries = ambiguous  # only the reconcile flow acts on ambiguous entries
     elif op == "replay":
         entries = [dl for dl in entries if dl.code not in NEEDS_FORCE]
-    if form.get("confirm") != "yes":
+    if not confirmed:
         return render(
             request,
             "confirm.html",

@@ -70,8 +70,12 @@ def login(
 
 
 @router.post("/logout")
-def logout(request: Request) -> Response:
-    sessions.logout(get_runtime().redis, request.cookies.get(sessions.COOKIE))
+def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
+    redis = get_runtime().redis
+    found = sessions.current(redis, request.cookies.get(sessions.COOKIE))
+    if found is not None and not found.csrf_ok(csrf):
+        return Response("missing or wrong CSRF token", status_code=403, media_type="text/plain")
+    sessions.logout(redis, request.cookies.get(sessions.COOKIE))
     resp = RedirectResponse(f"{PREFIX}/login", status_code=303)
     resp.delete_cookie(sessions.COOKIE, path=PREFIX)
     return resp

@@ -13,7 +13,14 @@ from worker import keys
 from worker.console import chart
 from worker.console.session import Session
 from worker.console.web import PREFIX, masked, masked_text, need_session, render, show_numbers
-from worker.deadletters import NEEDS_FORCE, DeadLetter, DeadLetters, SelectionError, parse_since_ms
+from worker.deadletters import (
+    NEEDS_FORCE,
+    DeadLetter,
+    DeadLetters,
+    SelectionError,
+    parse_entry_id,
+    parse_since_ms,
+)
 from worker.orphans import list_possible_orphans
 from worker.runtime import get_runtime
 from worker.status import cluster_status
@@ -100,9 +107,12 @@ def dead_letters(request: Request, sess: Sess) -> Response:
 
 @router.get("/dlq/{entry_id}", response_class=HTMLResponse)
 def dead_letter(request: Request, entry_id: str, sess: Sess) -> Response:
-    dl = DeadLetters(get_runtime().redis).get(entry_id) if len(entry_id) < 48 else None
+    try:
+        dl = DeadLetters(get_runtime().redis).get(parse_entry_id(entry_id))
+    except SelectionError:
+        dl = None
     if dl is None:
-        return render(request, "missing.html", sess, 404, what=f"dead letter {entry_id}")
+        return render(request, "missing.html", sess, 404, what="dead letter with that id")
     numbers = show_numbers(request, sess)
     return render(
         request,

@@ -27,6 +27,7 @@ from prometheus_client import Counter
 
 from worker import keys
 from worker.masking import mask_obj
+from worker.redis_text import as_text
 
 MIN_TTL_S = 3600  # an already expired binding is still listed for an hour
 MAX_TTL_S = 366 * 86_400  # the vendor's Expiration is within a year
@@ -100,14 +101,14 @@ def list_possible_orphans(
     now = int(time.time() * 1000) if now_ms is None else now_ms
     # Entries past their Expiration by more than MIN_TTL_S have gone from Redis: forget their ids.
     redis.zremrangebyscore(keys.POSSIBLE_ORPHANS, "-inf", now - MIN_TTL_S * 1000)
-    ids = [_s(i) for i in redis.zrange(keys.POSSIBLE_ORPHANS, 0, limit - 1)]
+    ids = [as_text(i) for i in redis.zrange(keys.POSSIBLE_ORPHANS, 0, limit - 1)]
     pipe = redis.pipeline(transaction=False)
     for oid in ids:
         pipe.hgetall(keys.possible_orphan(oid))
     out: list[PossibleOrphan] = []
     gone: list[str] = []
     for oid, raw in zip(ids, pipe.execute(), strict=True):
-        f = {_s(k): _s(v) for k, v in (raw or {}).items()}
+        f = {as_text(k): as_text(v) for k, v in (raw or {}).items()}
         if not f.get("key"):
             gone.append(oid)
             continue
@@ -124,7 +125,3 @@ def list_possible_orphans(
     if gone:
         redis.zrem(keys.POSSIBLE_ORPHANS, *gone)
     return out
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker import keys
+from worker.redis_text import as_text
 
 WIDTH, HEIGHT, PAD_L, PAD_B, PAD_T = 640, 200, 40, 20, 10
 MAX_SERIES = 6  # outcomes plus the commonest dead-letter codes; the rest are summed as "other"
@@ -53,7 +54,7 @@ def read_minutes(redis: Any, minutes: int, *, now_s: float | None = None) -> lis
         pipe.hgetall(keys.outcome_minute(m))
     out = []
     for raw in pipe.execute():
-        out.append(Counter({_s(k): int(v) for k, v in (raw or {}).items()}))
+        out.append(Counter({as_text(k): int(v) for k, v in (raw or {}).items()}))
     return out
 
 
@@ -105,7 +106,3 @@ def _chart(
         )
         chart.series.append(Series(name=name, css=css, points=pts, total=sum(vals)))
     return chart
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)

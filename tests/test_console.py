@@ -20,8 +20,9 @@ from prometheus_client import REGISTRY
 from tests.api_fixture import ApiProcess, api_pipeline_fixture, api_server_fixture, make_token
 from tests.conftest import free_port
 from tests.console_helpers import csrf_of, login, make_dead_letter
-from tests.pipeline_fixture import ROOT, wait_until
+from tests.pipeline_fixture import ROOT
 from tests.test_pipeline import request
+from tests.waiting import wait_until
 from worker import keys
 from worker.cli import main
 from worker.console.chart import read_minutes

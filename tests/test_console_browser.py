@@ -18,8 +18,9 @@ from playwright.sync_api import expect
 
 from tests.api_fixture import ApiProcess, api_pipeline_fixture, api_server_fixture, make_token
 from tests.console_helpers import make_dead_letter
-from tests.pipeline_fixture import ROOT, wait_until
+from tests.pipeline_fixture import ROOT
 from tests.test_pipeline import request
+from tests.waiting import wait_until
 from worker.orphans import list_possible_orphans
 from worker.producer import enqueue_binds, get_result
 from worker.runtime import Runtime

@@ -171,7 +171,7 @@ def api_rate_scope(token_id: str) -> str:
 
 # --- the on-call console (worker.console) and the possible-orphans ledger (worker.orphans) -------
 
-OUTCOME_MINUTE_PREFIX = f"{PREFIX}:stats:min:"  # worker/finished.lua builds the same name
+OUTCOME_MINUTE_PREFIX = f"{PREFIX}:stats:min:"  # worker/store/lua/finished.lua builds the same name
 
 
 def outcome_minute(minute: int) -> str:

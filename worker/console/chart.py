@@ -1,5 +1,5 @@
 """Binds per minute by outcome and dead letters by code: read the per-minute counters that
-``worker/finished.lua`` keeps (:func:`worker.keys.outcome_minute`, 25 h) and draw them as SVG.
+``worker/store/lua/finished.lua`` keeps (:func:`worker.keys.outcome_minute`, 25 h) and draw them as SVG.
 
 The SVG is built here as plain data (polylines, labels) and written by a template: no script,
 no inline style, so the page keeps its strict Content-Security-Policy.

@@ -95,6 +95,15 @@ class RedisServer:
         self.start()
 
 
+@pytest.fixture(autouse=True)
+def fresh_settings_after_each_test() -> Iterator[None]:
+    """Settings are read from the environment once and cached (so is the data key derived from
+    them): a test that set AXB_* variables must not leave its settings to the next test of the
+    same process, which may not ask for the ``settings`` fixture at all."""
+    yield
+    reset_settings_cache()
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     with tempfile.TemporaryDirectory(prefix="axb-redis-") as d:

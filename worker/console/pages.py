@@ -21,9 +21,9 @@ from worker.deadletters import (
     parse_entry_id,
     parse_since_ms,
 )
+from worker.execution import cluster_status
 from worker.orphans import list_possible_orphans
 from worker.runtime import get_runtime
-from worker.status import cluster_status
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 Sess = Annotated[Session, Depends(need_session)]

@@ -84,3 +84,54 @@ def test_a_real_worker_resumes_retries_from_the_delay_queue(
     finally:
         worker.stop()
     assert res.ok and res.attempts == 3
+
+
+def _children_of(pid: int) -> set[int]:
+    """The pids whose parent is ``pid`` (from /proc)."""
+    out = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.add(int(entry.name))
+    return out
+
+
+def test_axb_worker_with_no_options_runs_one_process_per_core_and_restarts_a_killed_one(
+    pipeline: Runtime, simulator: Any, tmp_path: Path
+) -> None:
+    """The default command: one worker process per core under one parent; kill -9 of a child
+    starts a new one; the binds all succeed; SIGTERM stops every process warmly with status 0."""
+    import os
+    import signal
+
+    cores = len(os.sched_getaffinity(0))
+    env = axb_env()
+    env.pop("AXB_WORKER_PROCESSES", None)
+    worker = WorkerProcess(env, log_path=tmp_path / "w.log").start()
+    assert worker.proc is not None
+    parent = worker.proc.pid
+    try:
+        wait_until(lambda: len(_children_of(parent)) == cores, timeout=30)
+        first = _children_of(parent)
+        victim = min(first)
+        os.kill(victim, signal.SIGKILL)
+        wait_until(
+            lambda: len(_children_of(parent)) == cores and victim not in _children_of(parent), timeout=30
+        )
+        children = _children_of(parent)
+        assert len(children - first) == 1
+        result = enqueue_binds([request(400 + i) for i in range(20)])
+        assert not result.rejected
+        keys = [h.key for h in result.handles]
+        store = pipeline.store
+        wait_until(lambda: all(r is not None and r.terminal for r in store.get_many(keys)), timeout=60)
+        assert all(r is not None and r.status == "succeeded" for r in store.get_many(keys))
+        worker.proc.terminate()
+        assert worker.proc.wait(30) == 0
+        wait_until(lambda: not any(Path(f"/proc/{c}").exists() for c in children), timeout=10)
+    finally:
+        worker.stop()

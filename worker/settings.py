@@ -98,6 +98,8 @@ class Settings(BaseSettings):
     task_events: bool = False
     worker_pool: Literal["threads", "prefork", "solo", "gevent", "eventlet"] = "threads"
     worker_concurrency: int = Field(default=32, ge=1)
+    # Worker processes of ``axb worker``; 0: one per core (threads pool, no --pool / -c given).
+    worker_processes: int = Field(default=0, ge=0)
 
     # --- completion callbacks (worker.callbacks) -----------------------------------------------
     # Signs every callback POST (X-Axb-Signature); never logged.

@@ -1,4 +1,9 @@
-"""``axb worker``: start a Celery worker with the project's defaults (extra args go to Celery)."""
+"""``axb worker``: start Celery worker process(es) with the project's defaults (extra args go to Celery).
+
+With no options it uses every core: one threads-pool process per core under a small supervisor
+(:mod:`worker.cli.processes`). ``--processes``, ``--pool`` and ``-c`` override it; ``-c N`` or
+``--pool`` alone keep meaning one process.
+"""
 
 from __future__ import annotations
 
@@ -10,27 +15,61 @@ import click
 
 
 @click.command("worker", context_settings={"ignore_unknown_options": True})
-@click.option("--pool", "pool_type", default=None, help="Celery pool (default AXB_WORKER_POOL)")
 @click.option(
-    "-c", "--concurrency", default=None, type=click.IntRange(1, 10_000), help="default AXB_WORKER_CONCURRENCY"
+    "--processes",
+    default=None,
+    type=click.IntRange(0, 1_000),
+    help="worker processes (default AXB_WORKER_PROCESSES; 0: one per core with the threads pool "
+    "when neither --pool nor -c is given, else 1)",
+)
+@click.option(
+    "--pool", "pool_type", default=None, help="Celery pool of each process (default AXB_WORKER_POOL)"
+)
+@click.option(
+    "-c",
+    "--concurrency",
+    default=None,
+    type=click.IntRange(1, 10_000),
+    help="threads (or children) per process (default AXB_WORKER_CONCURRENCY)",
 )
 @click.option("-l", "--loglevel", default=None)
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker_command(
-    pool_type: str | None, concurrency: int | None, loglevel: str | None, celery_args: tuple[str, ...]
+    processes: int | None,
+    pool_type: str | None,
+    concurrency: int | None,
+    loglevel: str | None,
+    celery_args: tuple[str, ...],
 ) -> None:
-    """Start a Celery worker with the project's defaults (extra args go to Celery)."""
-    from worker.celery_app import check_settings
-    from worker.logs import setup_logging
+    """Start Celery worker process(es) with the project's defaults (extra args go to Celery)."""
+    from worker.cli.processes import auto_processes, die_with_supervisor
+
+    die_with_supervisor()
     from worker.settings import get_settings
 
     s = get_settings()
+    pool = pool_type or s.worker_pool
+    count = processes if processes is not None else s.worker_processes
+    if count == 0:
+        count = auto_processes(
+            pool=pool,
+            chosen_pool=pool_type is not None,
+            chosen_concurrency=concurrency is not None,
+        )
+    if s.metrics_port and (count > 1 or pool == "prefork") and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Children count into files that the main process aggregates when /metrics is scraped.
+        # Set before prometheus_client is imported (worker.celery_app imports the metrics).
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="axb-metrics-")
+
+    from worker.celery_app import check_settings
+    from worker.logs import setup_logging
+
     check_settings(s)
     setup_logging(s)
-    pool = pool_type or s.worker_pool
-    if s.metrics_port and pool == "prefork" and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        # Children count into files that the main process aggregates when /metrics is scraped.
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="axb-metrics-")
+    if count > 1:
+        sys.exit(
+            _supervise(count, pool, concurrency or s.worker_concurrency, loglevel or s.log_level, celery_args)
+        )
     argv = [
         "worker",
         f"--pool={pool}",
@@ -48,3 +87,23 @@ def worker_command(
     from celery.bin.celery import celery as celery_command
 
     sys.exit(celery_command.main(args=["--app=worker.celery_app:app", *argv], standalone_mode=False) or 0)
+
+
+def _supervise(count: int, pool: str, concurrency: int, loglevel: str, celery_args: tuple[str, ...]) -> int:
+    from worker.cli.processes import supervise
+    from worker.settings import get_settings
+
+    s = get_settings()
+    if s.metrics_port:
+        from worker.connections import redis_client
+        from worker.metrics import start_metrics_server
+
+        start_metrics_server(s.metrics_port, redis_client(s), s.queue, s.access_key_id)
+    return supervise(
+        count,
+        pool=pool,
+        concurrency=concurrency,
+        loglevel=loglevel,
+        celery_args=celery_args,
+        metrics_port=s.metrics_port,
+    )

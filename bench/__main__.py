@@ -24,10 +24,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
+from bench.config import Config
 from bench.drains import point_producer
 from bench.harness import Stack
 from bench.report import Row, markdown, write
-from bench.scenarios import SECTIONS, Config, run_section
+from bench.scenarios import SECTIONS, run_section
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -69,19 +70,27 @@ def main(argv: list[str] | None = None) -> int:
         "--memory-binds", type=int, default=None, help="binds in the memory run (default 50,000)"
     )
     parser.add_argument(
-        "--repeat", type=int, default=1, help="throughput drains per configuration; best counts"
+        "--repeat", type=int, default=3, help="throughput drains per configuration (median, min–max)"
+    )
+    parser.add_argument(
+        "--ours",
+        default="",
+        help="options of our `axb worker` in the throughput drains (default: none, the command as a "
+        'user starts it), e.g. "--processes 2 -c 16"',
     )
     parser.add_argument(
         "--processes",
         type=int,
         default=os.cpu_count() or 1,
-        help="worker processes of ours and the no-op in throughput and memory runs (default: one per core)",
+        help="no-op worker processes in the throughput drains (default: one per core)",
     )
     parser.add_argument(
         "--naive-concurrency", type=int, default=8, help="prefork children of the naive worker"
     )
-    parser.add_argument("--concurrency", type=int, default=32, help="threads per worker process of ours")
-    parser.add_argument("--pool", default="threads", help="Celery pool of ours in the throughput drains")
+    parser.add_argument(
+        "--concurrency", type=int, default=32, help="threads per worker process of ours (rate, memory runs)"
+    )
+    parser.add_argument("--pool", default="threads", help="Celery pool of ours (rate, memory runs)")
     parser.add_argument("--profile", action="store_true", help="also profile our worker at 0 ms with py-spy")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where latest.md / latest.json go")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
@@ -96,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg.memory_n, cfg.memory_step = args.memory_binds, max(1, args.memory_binds // 5)
     cfg.repeat, cfg.processes, cfg.naive_concurrency = args.repeat, args.processes, args.naive_concurrency
     cfg.concurrency, cfg.pool = args.concurrency, args.pool
+    cfg.ours_argv = args.ours.split()
     sections = [s.strip() for s in args.only.split(",") if s.strip()] or list(SECTIONS)
     unknown = set(sections) - set(SECTIONS)
     if unknown:
@@ -145,23 +155,25 @@ def main(argv: list[str] | None = None) -> int:
         "Every figure comes from this one run on this machine, against the same simulator (one uvicorn "
         "process on the same cores) and the same redis-server (no persistence). Drain clocks start when a "
         "worker takes its first message (start-up excluded) and stop at the last stored result.",
-        f"Ours: `axb worker --pool threads -c {cfg.concurrency}` with AXB_RATE_LIMIT_QPS=1e6 in the "
-        "throughput and memory drains (validation, signing, the GCRA limiter, idempotency records and "
-        "result storage all run; the limit just never binds); project defaults elsewhere. "
-        "Naive: bench/naive_app.py (official aliyun-python-sdk-core, autoretry_for + retry_backoff, "
-        "Redis result backend), prefork -c "
-        f"{cfg.naive_concurrency}. No-op: bench/noop_app.py.",
+        f"Ours elsewhere (rate limit, memory): `axb worker --pool {cfg.pool} -c {cfg.concurrency}` "
+        "processes. Naive: bench/naive_app.py (official aliyun-python-sdk-core, autoretry_for + "
+        f"retry_backoff, Redis result backend), prefork -c {cfg.naive_concurrency}. No-op: "
+        "bench/noop_app.py.",
         *cfg.notes,
     ]
     table = markdown(rows)
     print()
     print(table)
     print()
+    for extra in cfg.tables:
+        print()
+        print(extra)
+    print()
     for note in notes:
         print(f"- {note}")
     # Only a full run of every section is "latest"; smoke and partial runs never overwrite it.
     stem = "latest" + ("-quick" if cfg.quick else "") + ("-partial" if args.only else "")
-    md_path, json_path = write(args.out, rows, meta, notes, stem)
+    md_path, json_path = write(args.out, rows, meta, notes, stem, cfg.tables)
     if hot:
         print("\nProfile of our worker at 0 ms (also in bench/_out/hotspots.md):\n")
         print(hot)

@@ -136,14 +136,22 @@ def start_ours(
     rate_qps: float | None = 1_000_000,
     burst: int | None = 1000,
     env: dict[str, str] | None = None,
+    argv: list[str] | None = None,
 ) -> list[Proc]:
-    """``processes`` × ``axb worker``; ``rate_qps`` / ``burst`` None keep the project's defaults."""
+    """``processes`` × ``axb worker``; ``rate_qps`` / ``burst`` None keep the project's defaults.
+
+    ``argv``: one ``axb worker`` started with exactly these options instead (``[]``: the default
+    command as a user types it, which itself starts one process per core)."""
     limits = {}
     if rate_qps is not None:
         limits["AXB_RATE_LIMIT_QPS"] = f"{rate_qps:g}"
     if burst is not None:
         limits["AXB_RATE_LIMIT_BURST"] = str(burst)
     worker_env = stack.env(AXB_QUEUE=queue, **limits, **(env or {}))
+    if argv is not None:
+        return [
+            stack.spawn(f"{name}-0", [sys.executable, "-m", "worker.cli", "worker", *argv], env=worker_env)
+        ]
     return [
         stack.spawn(
             f"{name}-{i}",
@@ -243,9 +251,10 @@ def drain_ours(
     tag: str = "t",
     ledger: bool = True,
     stall_s: float = 60,
+    qps_limit: int | None = None,
     **worker_kw: Any,
 ) -> Drain:
-    stack.fresh(latency_ms=latency_ms)
+    stack.fresh(latency_ms=latency_ms, qps_limit=qps_limit)
     keys, enqueue_s = enqueue_ours(stack, bind_requests(n, tag))
     messages = stack.r.llen(OURS_QUEUE)  # bulk enqueues carry AXB_BATCH_SIZE keys per message
     stack.log(f"{label}: {n} binds enqueued in {enqueue_s:.1f} s ({messages} messages); draining")

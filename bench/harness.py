@@ -290,3 +290,15 @@ class Stack:
     def log(self, text: str) -> None:
         if not self.quiet:
             print(f"  [{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def busiest_window(times: list[float], width: float = 1.0) -> tuple[int, float]:
+    """The most calls in any window ``[t, t + width)`` of the sorted ``times``, and where it starts
+    (seconds after the first call)."""
+    best, start, j = 0, 0.0, 0
+    for i in range(len(times)):
+        while times[i] - times[j] >= width:
+            j += 1
+        if i - j + 1 > best:
+            best, start = i - j + 1, times[j] - times[0]
+    return best, start

@@ -60,7 +60,12 @@ def markdown(rows: list[Row]) -> str:
 
 
 def write(
-    out_dir: Path, rows: list[Row], meta: dict[str, Any], notes: list[str], stem: str = "latest"
+    out_dir: Path,
+    rows: list[Row],
+    meta: dict[str, Any],
+    notes: list[str],
+    stem: str = "latest",
+    tables: list[str] | None = None,
 ) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     md_path, json_path = out_dir / f"{stem}.md", out_dir / f"{stem}.json"
@@ -69,8 +74,13 @@ def write(
         f"`{meta['command']}` on {meta['machine']}; {meta['duration_s']:.0f} s; "
         f"load average {meta['load_before']} before, {meta['load_after']} after.\n\n"
     )
-    md_path.write_text(head + markdown(rows) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n")
+    extra = "".join(f"{table}\n\n" for table in tables or [])
+    md_path.write_text(head + markdown(rows) + "\n\n" + extra + "\n".join(f"- {n}" for n in notes) + "\n")
     json_path.write_text(
-        json.dumps({"meta": meta, "rows": [r.as_dict() for r in rows], "notes": notes}, indent=2) + "\n"
+        json.dumps(
+            {"meta": meta, "rows": [r.as_dict() for r in rows], "tables": tables or [], "notes": notes},
+            indent=2,
+        )
+        + "\n"
     )
     return md_path, json_path

@@ -8,57 +8,24 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
+from bench.config import Config
 from bench.drains import (
     OURS_QUEUE,
     Drain,
-    drain_naive,
-    drain_noop,
-    drain_ours,
     enqueue_ours,
     point_producer,
     start_ours,
     terminal_times,
     wait_terminal,
 )
-from bench.harness import OUT, Stack, bind_requests, expiration, phones, rss_mb
+from bench.harness import OUT, Stack, bind_requests, busiest_window, expiration, phones, rss_mb
 from bench.http_door import http_door
 from bench.report import Row
+from bench.scaling import scaling
+from bench.throughput import throughput
 from bench.wait import wait_cost
 from worker.backfill import safe_writer
-
-
-@dataclass
-class Config:
-    quick: bool = False
-    n: int = 5000  # binds per throughput drain
-    repeat: int = 1  # throughput drains per configuration (the best is reported)
-    processes: int = 2  # ours and the no-op: worker processes for the throughput drains
-    concurrency: int = 32  # ours: threads per worker process
-    pool: str = "threads"  # ours: the Celery pool of the throughput drains
-    naive_concurrency: int = 8
-    rate_qps: int = 100
-    rate_backlog: int = 3000
-    enqueue_rows: int = 100_000
-    latency_rate: float = 50.0
-    latency_s: float = 20.0
-    vendor_latency_ms: float = 20.0
-    memory_n: int = 50_000
-    memory_step: int = 10_000
-    notes: list[str] = field(default_factory=list)
-
-    @classmethod
-    def quick_config(cls) -> Config:
-        return cls(
-            quick=True,
-            n=1000,
-            rate_backlog=600,
-            enqueue_rows=10_000,
-            latency_s=6.0,
-            memory_n=5000,
-            memory_step=1000,
-        )
 
 
 def _per_s(x: float) -> str:
@@ -80,155 +47,7 @@ def _guard(rows: list[Row], scenario: str, target: str, fn: Callable[[], list[Ro
         rows.append(Row(scenario, "", target=target, error=f"{type(exc).__name__}: {exc}"[:300]))
 
 
-# --- throughput ---------------------------------------------------------------------------------------
-
-
-def throughput(stack: Stack, cfg: Config) -> list[Row]:
-    n, p, lat = cfg.n, cfg.processes, cfg.vendor_latency_ms
-    ours_desc = f"{p}× `axb worker --pool {cfg.pool} -c {cfg.concurrency}`" + (
-        " (one per core)" if p == 2 else ""
-    )
-    naive_desc = f"`--pool prefork -c {cfg.naive_concurrency}`"
-    noop_desc = f"{p}× `celery -A bench.noop_app worker --pool solo`"
-    runs: dict[str, list[Drain]] = {k: [] for k in ("noop", "ours0", "naive_lat", "ours_lat", "naive0")}
-    errors: dict[str, str] = {}
-
-    def attempt(name: str, fn: Callable[[], Drain]) -> None:
-        try:
-            runs[name].append(fn())
-        except KeyboardInterrupt:
-            raise
-        except Exception as exc:
-            stack.log(f"{name}: {type(exc).__name__}: {exc}")
-            errors[name] = f"{type(exc).__name__}: {exc}"[:300]
-
-    # Each measured figure sits next to its baseline in time: no-op → ours 0 ms → naive → ours.
-    for r in range(cfg.repeat):
-        attempt("noop", lambda: drain_noop(stack, "no-op", n, pool="solo", processes=p))
-        attempt(
-            "ours0",
-            lambda r=r: drain_ours(
-                stack,
-                "ours 0 ms",
-                n,
-                latency_ms=0,
-                processes=p,
-                concurrency=cfg.concurrency,
-                pool=cfg.pool,
-                tag=f"o0r{r}",
-            ),
-        )
-        attempt(
-            "naive_lat",
-            lambda: drain_naive(
-                stack, f"naive {lat:g} ms", n, latency_ms=lat, concurrency=cfg.naive_concurrency
-            ),
-        )
-        attempt(
-            "ours_lat",
-            lambda r=r: drain_ours(
-                stack,
-                f"ours {lat:g} ms",
-                n,
-                latency_ms=lat,
-                processes=p,
-                concurrency=cfg.concurrency,
-                pool=cfg.pool,
-                tag=f"o20r{r}",
-            ),
-        )
-    attempt(
-        "naive0", lambda: drain_naive(stack, "naive 0 ms", n, latency_ms=0, concurrency=cfg.naive_concurrency)
-    )
-
-    def best(name: str) -> Drain | None:
-        return _best(runs[name]) if runs[name] else None
-
-    noop, ours0, naive_lat, ours_lat, naive0 = (best(k) for k in runs)
-    rows: list[Row] = []
-    reps = f", best of {cfg.repeat}" if cfg.repeat > 1 else ""
-
-    def drain_row(
-        name: str, scenario: str, unit: str, base: Drain | None, base_name: str, target: float | None
-    ) -> None:
-        d = best(name)
-        target_txt = f"≥ {target:g}× {base_name}" if target is not None else ""
-        if d is None:
-            rows.append(Row(scenario, "", target=target_txt, error=errors.get(name, "not run")))
-            return
-        ratio = d.rate / base.rate if base is not None and base is not d else None
-        row = Row(
-            scenario,
-            f"{_per_s(d.rate)} {unit}/s",
-            ratio=(f"{ratio:.2f}× {base_name}" if ratio is not None else "baseline"),
-            target=target_txt,
-            met=(ratio >= target) if (ratio is not None and target is not None) else None,
-            value=round(d.rate, 1),
-            unit=f"{unit}/s",
-            ratio_value=round(ratio, 3) if ratio is not None else None,
-            details={"runs": [x.as_dict() for x in runs[name]], "description": scenario},
-        )
-        rows.append(row)
-
-    where = f"{n:,} backlog{reps}"
-    drain_row("noop", f"throughput (b): bare no-op task, {where}", "tasks", None, "", None)
-    drain_row("ours0", f"throughput: ours, simulator 0 ms, {where}", "binds", noop, "no-op", 0.70)
-    drain_row(
-        "naive0", f"throughput: naive SDK task, simulator 0 ms, {n:,} backlog", "binds", noop, "no-op", None
-    )
-    drain_row(
-        "naive_lat", f"throughput (a): naive SDK task, simulator {lat:g} ms, {where}", "binds", None, "", None
-    )
-    drain_row(
-        "ours_lat", f"throughput: ours, simulator {lat:g} ms, {where}", "binds", naive_lat, "naive", 2.5
-    )
-    cfg.notes.append(
-        f"Throughput set-ups: ours {ours_desc}; naive `celery -A bench.naive_app worker` with {naive_desc}; "
-        f"no-op {noop_desc}. Ours is enqueued with `enqueue_binds` (the bulk path `axb backfill` uses), "
-        "so its backlog is 20 binds per message (AXB_BATCH_SIZE); the naive task and the no-op take one "
-        "message per task. CPU per message below is per bind for ours."
-    )
-
-    cpu = []
-    for label, d in (
-        ("no-op", noop),
-        ("naive 0 ms", naive0),
-        ("ours 0 ms", ours0),
-        (f"naive {lat:g} ms", naive_lat),
-        (f"ours {lat:g} ms", ours_lat),
-    ):
-        if d is not None:
-            cpu.append(
-                f"{label} {d.worker_cpu_s * 1000 / d.n:.2f} ms (+ simulator {d.sim_cpu_s * 1000 / d.n:.2f},"
-                f" Redis {d.redis_cpu_s * 1000 / d.n:.2f})"
-            )
-    cfg.notes.append(
-        "CPU per message in the worker processes (less sensitive to a busy machine than rates): "
-        + "; ".join(cpu)
-        + "."
-    )
-    for d in (ours0, ours_lat, naive_lat, naive0):
-        if d is not None and d.vendor_bindings is not None and d.vendor_bindings != d.ok:
-            cfg.notes.append(
-                f"WARNING {d.label}: {d.ok} binds succeeded but the simulator holds "
-                f"{d.vendor_bindings} bindings ({d.vendor_calls} BindAxb calls)."
-            )
-    return rows
-
-
 # --- rate-limit fidelity -------------------------------------------------------------------------------
-
-
-def _busiest(times: list[float], width: float = 1.0) -> tuple[int, float]:
-    """The most calls in any window ``[t, t + width)`` of the sorted ``times``, and where it starts
-    (seconds after the first call)."""
-    best, start, j = 0, 0.0, 0
-    for i in range(len(times)):
-        while times[i] - times[j] >= width:
-            j += 1
-        if i - j + 1 > best:
-            best, start = i - j + 1, times[j] - times[0]
-    return best, start
 
 
 def rate_fidelity(stack: Stack, cfg: Config) -> list[Row]:
@@ -259,7 +78,7 @@ def rate_fidelity(stack: Stack, cfg: Config) -> list[Row]:
     calendar = max(per_second.values(), default=0)
     # Sliding windows: on arrival at the simulator, and on the workers' own send times (each
     # attempt's sent_at in the key's history).
-    arrival, arrival_at = _busiest(admitted)
+    arrival, arrival_at = busiest_window(admitted)
     from worker import keys as axb_keys
 
     pipe = stack.r.pipeline(transaction=False)
@@ -273,7 +92,7 @@ def rate_fidelity(stack: Stack, cfg: Config) -> list[Row]:
                     int(entry["sent_at"]) / 1000
                 )
     sends = sorted(sent_by_request.values())
-    send, send_at = _busiest(sends)
+    send, send_at = busiest_window(sends)
     # How long a request took from our send to the simulator's receipt (first 100 calls, all).
     transit = sorted(
         (float(c["time"]) - sent_by_request[c["request_id"]], float(c["time"]))
@@ -636,6 +455,7 @@ def memory(stack: Stack, cfg: Config) -> list[Row]:
 
 SECTIONS: dict[str, tuple[Callable[[Stack, Config], list[Row]], str, str]] = {
     "throughput": (throughput, "throughput", ""),
+    "scaling": (scaling, "scaling", "≥ 0.97× R, no window > R + burst, 0 FLOW_LIMIT"),
     "ratelimit": (rate_fidelity, "rate-limit fidelity", "≥ 0.97× R, no window > R + burst, 0 FLOW_LIMIT"),
     "latency": (latency, "latency at light load", "p99 < vendor + 25 ms"),
     "enqueue": (enqueue, "enqueue", "≥ 20,000 rows/s"),

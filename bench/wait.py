@@ -82,7 +82,7 @@ def _bulk(stack: Stack, n: int, tag: str) -> float:
 
 
 def wait_cost(stack: Stack, cfg: object) -> list[Row]:
-    from bench.scenarios import Config
+    from bench.config import Config
 
     assert isinstance(cfg, Config)
     point_producer(stack)

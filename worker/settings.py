@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     region_id: str = "cn-hangzhou"
     connect_timeout_s: float = Field(default=2.0, gt=0)
     read_timeout_s: float = Field(default=5.0, gt=0)
+    # Connections each thread's own vendor client may keep (worker.vendor.client: one pool per thread).
     http_pool_size: int = Field(default=100, ge=1)
 
     # --- pipeline ----------------------------------------------------------------------------

@@ -17,7 +17,7 @@ The vendor's error codes and error classes stay in :mod:`worker.errors`.
 """
 
 from worker.vendor.api_model import ApiModel
-from worker.vendor.client import USER_AGENT, DyplsClient, map_transport_errors
+from worker.vendor.client import DyplsClient, map_transport_errors
 from worker.vendor.fastpath import bind_params
 from worker.vendor.fields import (
     CALL_TIMEOUT_API_RANGE_S,
@@ -60,6 +60,7 @@ from worker.vendor.responses import (
     SecretBindDTO,
     VendorResponse,
 )
+from worker.vendor.sender import USER_AGENT
 from worker.vendor.signing import (
     API_VERSION,
     EMPTY_SHA256,

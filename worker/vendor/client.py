@@ -34,9 +34,8 @@ from worker.errors import (
 from worker.settings import Settings, get_settings
 from worker.vendor.requests import BindAxbRequest, UpdateSubscriptionRequest
 from worker.vendor.responses import BindAxbResponse, QuerySubscriptionDetailResponse, VendorResponse
+from worker.vendor.sender import ThreadSender
 from worker.vendor.signing import SignedRequest, sign_request
-
-USER_AGENT = "axb-bind-worker/0.1 (+httpx)"
 
 # httpx's exceptions -> ours, most specific first (as httpx's own ``_transports/default.py`` maps
 # httpcore's). Whether the request left decides everything: before, it is safe to send again
@@ -86,23 +85,12 @@ class DyplsClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.settings = settings or get_settings()
-        s = self.settings
-        self._http = httpx.Client(
-            transport=transport,
-            timeout=httpx.Timeout(
-                connect=s.connect_timeout_s,
-                read=s.read_timeout_s,
-                write=s.read_timeout_s,
-                pool=s.connect_timeout_s,
-            ),
-            limits=httpx.Limits(max_connections=s.http_pool_size, max_keepalive_connections=s.http_pool_size),
-            headers={"user-agent": USER_AGENT},
-        )
+        self._sender = ThreadSender(self.settings, transport)
 
     # --- plumbing ----------------------------------------------------------------------------
 
     def close(self) -> None:
-        self._http.close()
+        self._sender.close()
 
     def __enter__(self) -> DyplsClient:
         return self
@@ -127,9 +115,7 @@ class DyplsClient:
     def send(self, signed: SignedRequest) -> dict[str, Any]:
         """Put ``signed`` on the wire and return the JSON body of an ``OK`` answer."""
         with map_transport_errors():
-            response = self._http.request(
-                signed.method, signed.url, headers=signed.headers, content=signed.body or None
-            )
+            response = self._sender.send(signed.method, signed.url, signed.headers, signed.body or None)
         return self._parse(response)
 
     def _parse(self, response: httpx.Response) -> dict[str, Any]:

@@ -121,3 +121,38 @@ def test_the_code_table_classifies_every_documented_code_and_unknowns_by_status(
     assert classify("Weird.Code", 503) is Handling.RETRYABLE
     assert classify("Weird.Code", 400) is Handling.TERMINAL
     assert classify("Weird.Code") is Handling.TERMINAL
+
+
+def test_threads_sharing_one_client_each_bind_and_a_closed_client_binds_again(client: Any) -> None:
+    """Eight threads bind through one DyplsClient at once (each on its own connection pool);
+    after close() the same client builds new connections on its next call."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda i: client.bind_axb(bind_request(f"t-{i}")), range(24)))
+    assert all(a.code == "OK" and a.secret_bind_dto is not None for a in answers)
+    assert len({a.secret_bind_dto.subs_id for a in answers}) == 24
+    client.close()
+    again = client.bind_axb(bind_request("after-close"))
+    assert again.code == "OK"
+
+
+def test_a_proxy_from_the_environment_is_still_used(
+    settings: Settings, simulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTPS_PROXY / HTTP_PROXY pointing at a dead port: the vendor call goes there (and fails
+    as not sent), as httpx's own client honours the environment; NO_PROXY exempts the host."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = sock.getsockname()[1]
+    s = apply_env(monkeypatch, {"AXB_ENDPOINT": simulator.url})
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{dead}")
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{dead}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with DyplsClient(s) as c, pytest.raises(TransportError) as info:
+        c.bind_axb(bind_request("proxied"))
+    assert info.value.sent is False
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    with DyplsClient(s) as c:
+        assert c.bind_axb(bind_request("direct")).code == "OK"

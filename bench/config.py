@@ -25,7 +25,7 @@ class Config:
     # ours in the throughput drains: the options of the one `axb worker` command ([]: the default)
     ours_argv: list[str] = field(default_factory=list)
     scale_processes: tuple[int, ...] = (1, 2, 4)
-    scale_qps: int = 300  # AXB_RATE_LIMIT_QPS of the scaling runs
+    scale_qps: int = 200  # AXB_RATE_LIMIT_QPS of the scaling runs (below what 2 cores can bind)
     scale_s: float = 10.0  # backlog = scale_qps × scale_s binds
     notes: list[str] = field(default_factory=list)
     tables: list[str] = field(default_factory=list)  # extra markdown tables (the scaling table)

@@ -36,7 +36,7 @@ demo: $(STAMP)
 chaos: $(STAMP)
 	AXB_CHAOS_FULL=1 $(BIN)/python -m pytest -q -s tests/test_chaos*.py
 
-# Performance against the naive SDK task and a bare Celery no-op, side by side in one run (~4 min
+# Performance against the naive SDK task and a bare Celery no-op, side by side in one run (~10 min
 # on 2 cores). Prints one table; writes bench/results/latest.md and latest.json. Not part of
 # `make test`. `$(BIN)/python -m bench --quick` is a 2-minute smoke run; `--profile` adds a py-spy
 # profile of the worker (pip install py-spy into the venv first).

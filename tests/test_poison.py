@@ -234,7 +234,7 @@ FAILING_BOOTSTEP = textwrap.dedent(
 
     app.steps["worker"].add(Boom)
     from worker.cli import main
-    main(["worker", "-l", "WARNING"])
+    main(["worker", "--processes", "1", "-l", "WARNING"])
     """
 )
 

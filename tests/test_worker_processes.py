@@ -135,3 +135,20 @@ def test_axb_worker_with_no_options_runs_one_process_per_core_and_restarts_a_kil
         wait_until(lambda: not any(Path(f"/proc/{c}").exists() for c in children), timeout=10)
     finally:
         worker.stop()
+
+
+def test_a_supervised_worker_process_that_exits_with_a_status_stops_the_command_with_it(
+    pipeline: Runtime,
+) -> None:
+    """`axb worker --processes 2` whose processes Celery refuses (an unknown option): the parent
+    stops the rest and exits with their non-zero status instead of restarting them."""
+    out = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "worker", "--processes", "2", "--no-such-celery-option"],
+        env=axb_env(),
+        cwd=ROOT,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode not in (0, None)
+    assert b"no-such-celery-option" in out.stdout + out.stderr

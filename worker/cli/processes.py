@@ -42,12 +42,16 @@ _RESTART_PAUSE_S = 1.0
 _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 
 
-def auto_processes(*, pool: str, chosen_pool: bool, chosen_concurrency: bool) -> int:
+def auto_processes(
+    *, pool: str, chosen_pool: bool, chosen_concurrency: bool, celery_args: tuple[str, ...] = ()
+) -> int:
     """How many processes ``axb worker`` starts when neither ``--processes`` nor
     ``AXB_WORKER_PROCESSES`` says: one per core for the threads pool with no ``--pool`` / ``-c``
-    given; one otherwise (an explicit ``-c N`` keeps meaning one process of N threads, and
-    prefork already has its own children)."""
+    given; one otherwise (an explicit ``-c N`` keeps meaning one process of N threads, prefork
+    already has its own children, and a ``--pidfile`` or ``--detach`` names one process)."""
     if pool != "threads" or chosen_pool or chosen_concurrency:
+        return 1
+    if any(a.startswith(("--pidfile", "--detach")) for a in celery_args):
         return 1
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 

@@ -55,6 +55,7 @@ def worker_command(
             pool=pool,
             chosen_pool=pool_type is not None,
             chosen_concurrency=concurrency is not None,
+            celery_args=celery_args,
         )
     if s.metrics_port and (count > 1 or pool == "prefork") and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Children count into files that the main process aggregates when /metrics is scraped.

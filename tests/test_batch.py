@@ -248,7 +248,7 @@ def test_a_call_refused_a_slot_is_not_counted_and_waits_on_the_delay_queue(
     outcomes = deliver_many(rt, ["order-700", "order-701", "order-702", "order-703"], "d")
     assert [o.status for o in outcomes] == ["succeeded", "pending", "parked", "parked"]
     rec = rt.store.get("order-701")
-    assert rec is not None and rec.attempts == 0 and rec.inflight is None and rec.first_attempt_at is None
+    assert rec is not None and rec.attempts == 0 and rec.inflight is None and rec.first_attempt_at_ms is None
     due = rt.store.delayed_due_at("order-701")
     assert due is not None and t0 * 1000 + 1000 < due < t0 * 1000 + 3000  # about 2 s: the next slot at 0.5/s
     assert len(calls_for(simulator, "order-701")) == 0 and len(calls_for(simulator, "order-700")) == 1

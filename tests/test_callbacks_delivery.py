@@ -95,7 +95,7 @@ def deliveries(rt: Runtime, key: str) -> list[BindRecord]:
     """The delivery records of record ``key``'s callbacks."""
     pattern = keys.bind_record(f"{keys.CALLBACK_PREFIX}{key}@*")
     found = [rt.store.get(k.decode().split(":", 2)[2]) for k in rt.redis.scan_iter(match=pattern)]
-    return sorted((r for r in found if r is not None), key=lambda r: r.created_at)
+    return sorted((r for r in found if r is not None), key=lambda r: r.created_at_ms)
 
 
 def delivered(rt: Runtime, receiver: Receiver, key: str, timeout: float = 15) -> list[Any]:

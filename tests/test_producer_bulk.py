@@ -201,7 +201,7 @@ def test_every_created_record_is_watched_and_expires(rt: Runtime) -> None:
         assert ttl > 9 * 3600 - 120
     rec = rt.store.get("bulk-700")
     assert rec is not None and rec.task_id == keys.task_id_for("bulk-700") and rec.attempts == 0
-    assert rec.created_at >= before and rec.deadline == rec.expires_at - 60_000
+    assert rec.created_at_ms >= before and rec.deadline_ms == rec.expires_at_ms - 60_000
 
 
 def test_single_enqueue_still_raises_and_records_nothing_on_a_conflict(rt: Runtime) -> None:

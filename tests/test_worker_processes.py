@@ -119,10 +119,15 @@ def test_axb_worker_with_no_options_runs_one_process_per_core_and_restarts_a_kil
         first = _children_of(parent)
         victim = min(first)
         os.kill(victim, signal.SIGKILL)
-        wait_until(
-            lambda: len(_children_of(parent)) == cores and victim not in _children_of(parent), timeout=30
-        )
-        children = _children_of(parent)
+        seen: list[set[int]] = []
+
+        def replaced() -> bool:
+            now = _children_of(parent)  # read once: the set that met the condition is the one checked
+            seen.append(now)
+            return len(now) == cores and victim not in now
+
+        wait_until(replaced, timeout=30)
+        children = seen[-1]
         assert len(children - first) == 1
         result = enqueue_binds([request(400 + i) for i in range(20)])
         assert not result.rejected

@@ -114,7 +114,7 @@ def _round_start(rt: Runtime, rec: BindRecord) -> int:
         rt.redis.hset(record_key, "callback_since", now)
         return now
     since = rt.redis.hget(record_key, "callback_since")
-    return int(since) if since else rec.created_at
+    return int(since) if since else rec.created_at_ms
 
 
 def _attempt(rt: Runtime, rec: BindRecord, token: str) -> tuple[str, bool]:
@@ -170,7 +170,7 @@ def _attempt(rt: Runtime, rec: BindRecord, token: str) -> tuple[str, bool]:
             lease_token=token,
         )
         CALLBACKS.labels("delivered").inc()
-        CALLBACK_LAG.observe(max(0.0, (now_ms() - rec.created_at) / 1000))
+        CALLBACK_LAG.observe(max(0.0, (now_ms() - rec.created_at_ms) / 1000))
         log.info(
             "callback %s delivered: http=%s attempts=%d latency_ms=%.1f",
             job,

@@ -41,7 +41,7 @@ def attempt_bind(rt: Runtime, rec: BindRecord, *, hold: Hold | None = None, leas
     replay: SignedRequest | None = None
     if rec.inflight:
         replay = SignedRequest.from_json_dict(rec.inflight)
-        if time.time() - replay.signed_at > s.replay_window_s or now >= rec.deadline:
+        if time.time() - replay.signed_at > s.replay_window_s or now >= rec.deadline_ms:
             dead_letter(
                 rt,
                 key,
@@ -51,7 +51,7 @@ def attempt_bind(rt: Runtime, rec: BindRecord, *, hold: Hold | None = None, leas
                 request_id=rec.request_id,
             )
             return finish(rt, key)
-    elif now >= rec.deadline:
+    elif now >= rec.deadline_ms:
         return dead_letter_at_deadline(rt, rec, "bind succeeded", request_id=rec.request_id)
 
     # The stored request is checked again (it was at enqueue; the rules may have changed since):
@@ -139,7 +139,7 @@ def attempt_bind(rt: Runtime, rec: BindRecord, *, hold: Hold | None = None, leas
     note_answer(rt, None, probe)
     dto = response.secret_bind_dto
     assert dto is not None  # bind_axb_signed guarantees it
-    expire_at_s = rec.expires_at // 1000 + s.result_ttl_extra_s
+    expire_at_s = rec.expires_at_ms // 1000 + s.result_ttl_extra_s
     stored = rt.store.succeed(
         key,
         dto.model_dump(by_alias=True),

@@ -36,11 +36,11 @@ def plan_extend(rt: Runtime, rec: BindRecord, target: str) -> Plan:
     if t.status == DEAD_LETTERED:
         return Fail(errors.NOT_BOUND, f"the bind was dead-lettered ({t.code}): nothing to extend")
     if t.status == SUCCEEDED:
-        if t.unbound_at:
+        if t.unbound_at_ms:
             return Fail(errors.NOT_BOUND, "the binding was unbound: nothing to extend")
         if t.cancel_requested:
             return Fail(errors.NOT_BOUND, f"an unbind ({t.cancel_requested}) was asked for: not extending")
-        if t.expires_at and t.expires_at <= now:
+        if t.expires_at_ms and t.expires_at_ms <= now:
             return Fail(errors.NOT_BOUND, "the binding has expired: nothing to extend")
         binding = binding_of(t)
         try:

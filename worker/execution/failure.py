@@ -139,14 +139,14 @@ def plan_retry(
         delay_s = full_jitter(attempt, s.backoff_initial_s, s.backoff_max_s)
     if err.retry_after_s:
         delay_s = max(delay_s, err.retry_after_s)
-    outage = bool(rec.deadline) and bool(outage_reason(err))
+    outage = bool(rec.deadline_ms) and bool(outage_reason(err))
     counted = attempt - rec.throttles - rec.outages - (1 if throttled or outage else 0)
     exhausted = (not outage and counted >= s.max_attempts) or (
         throttled and rec.throttles + 1 >= MAX_THROTTLES
     )
     due_ms = now_ms() + int(delay_s * 1000)
     if outage:
-        due_ms = min(due_ms, rec.deadline)  # the next start dead-letters it if the deadline has come
+        due_ms = min(due_ms, rec.deadline_ms)  # the next start dead-letters it if the deadline has come
     return RetryPlan(throttled, delay_s, due_ms, exhausted, outage)
 
 
@@ -168,7 +168,7 @@ def retry_or_dead_letter(
     throttled, delay_s, due_ms, exhausted, outage = plan_retry(
         rt, rec, err, attempt, no_number_backoff=no_number_backoff
     )
-    if exhausted or (not outage and rec.deadline and due_ms >= rec.deadline):
+    if exhausted or (not outage and rec.deadline_ms and due_ms >= rec.deadline_ms):
         why = "retries exhausted" if exhausted else "no time left before the deadline"
         code = errors.AMBIGUOUS_OUTCOME if keep_inflight else err.code
         dead_letter(rt, key, code=code, message=f"{why}; last: {err.code}: {err.vendor_message}", **common)

@@ -62,11 +62,11 @@ def wait_out_hold(
     key = rec.key
     if hold is not None and hold.scope != ACCOUNT:
         due = rt.holds.park(key, rt.settings.queue)
-        if rec.deadline:
-            due = min(due, rec.deadline)
+        if rec.deadline_ms:
+            due = min(due, rec.deadline_ms)
     else:
         due = (hold.until_ms if hold else now_ms()) + random.randint(0, 500)
-        if hold and rec.deadline and due >= rec.deadline:
+        if hold and rec.deadline_ms and due >= rec.deadline_ms:
             dead_letter(
                 rt,
                 key,

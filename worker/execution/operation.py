@@ -66,7 +66,7 @@ def _wait(rt: Runtime, rec: BindRecord, reason: str, delay_s: float | None = Non
     if delay_s is None:
         # Quick at first (a bind in flight usually answers within a vendor round trip), then
         # once a second at most.
-        age_s = max(0.0, (now_ms() - rec.created_at) / 1000)
+        age_s = max(0.0, (now_ms() - rec.created_at_ms) / 1000)
         delay_s = min(WAIT_MAX_S, max(WAIT_MIN_S, age_s / 10))
     due_ms = now_ms() + int(delay_s * 1000) + random.randint(0, 20)
     rt.store.schedule(rec.key, due_ms=due_ms, status=rec.status or PENDING, code=WAITING, message=reason)
@@ -74,7 +74,7 @@ def _wait(rt: Runtime, rec: BindRecord, reason: str, delay_s: float | None = Non
 
 
 def _expire_at_s(rt: Runtime, rec: BindRecord, expires_ms: int = 0) -> int:
-    return max(expires_ms or rec.expires_at, now_ms()) // 1000 + rt.settings.result_ttl_extra_s
+    return max(expires_ms or rec.expires_at_ms, now_ms()) // 1000 + rt.settings.result_ttl_extra_s
 
 
 def _succeed(
@@ -120,12 +120,12 @@ def _carry_out(
         dead_letter(rt, key, code=plan.code, message=plan.message, request_id=rec.request_id)
         return finish(rt, key)
     if isinstance(plan, Wait):
-        if rec.deadline and now_ms() >= rec.deadline:
+        if rec.deadline_ms and now_ms() >= rec.deadline_ms:
             dead_letter(rt, key, code=errors.DEADLINE_EXCEEDED, message=f"gave up waiting: {plan.reason}")
             return finish(rt, key)
         return _wait(rt, rec, plan.reason)
 
-    if rec.deadline and now_ms() >= rec.deadline:
+    if rec.deadline_ms and now_ms() >= rec.deadline_ms:
         return dead_letter_at_deadline(rt, rec, rec.action)
 
     # The hold, as for binds (read when the delivery started): wait, or call (perhaps as the probe).

@@ -51,10 +51,10 @@ def plan_unbind(rt: Runtime, rec: BindRecord, target: str) -> Plan:
             )
         return Done("never_bound", f"the bind was dead-lettered ({t.code}): nothing was bound")
     if t.status == SUCCEEDED:
-        if t.unbound_at:
+        if t.unbound_at_ms:
             return Done("already_unbound", f"already unbound by {t.unbind_key or 'an earlier unbind'}")
         binding = binding_of(t)
-        if t.expires_at and t.expires_at <= now:
+        if t.expires_at_ms and t.expires_at_ms <= now:
             return Done("expired", "the binding has expired: its X number is free already", binding)
         return Call(
             "UnbindSubscription",
@@ -69,7 +69,7 @@ def plan_unbind(rt: Runtime, rec: BindRecord, target: str) -> Plan:
         _count_cancelled(t)
         return Done("cancelled", "the bind was cancelled before any request could bind")
     if settled == Cancel.IN_FLIGHT:
-        if rec.deadline and now >= rec.deadline:
+        if rec.deadline_ms and now >= rec.deadline_ms:
             return Done("expired", "the binding's Expiration passed before its bind finished")
         return Wait(f"bind {t.key!r} has a request in flight; unbinding once it finishes")
     return Wait(f"bind {t.key!r} just finished")  # FINISHED / MISSING: look again at once

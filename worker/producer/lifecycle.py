@@ -116,7 +116,7 @@ def prepare_unbind(
             raise InvalidRequestError.single(
                 "SubsId", "isv.INVALID_PARAMETERS", "is not the SubsId of this key's binding"
             )
-        expires_ms = rec.expires_at if rec is not None else now + UNBIND_BY_SUBS_WINDOW_MS
+        expires_ms = rec.expires_at_ms if rec is not None else now + UNBIND_BY_SUBS_WINDOW_MS
         return op_row(
             rt,
             op_key=keys.unbind_op(key),

@@ -4,7 +4,9 @@ A record is one Redis hash per idempotency key: a bind's, or a lifecycle operati
 extend: ``unbind:<key>`` / ``extend:<key>:<expiration>``) or a completion callback's delivery
 (``callback:<key>@<ms>``). All share these statuses, written by the scripts of ``lua/`` through
 ``statuses.lua`` (which names the same strings as :class:`Status`; a test checks the two agree).
-Hash field names (``deadline``, ``expires_at``, ``created_at``: milliseconds) stay as stored.
+Every time on a record is in milliseconds since the epoch, and its Python name says so
+(``deadline_ms``, ``expires_at_ms``, ``created_at_ms``, ...); the hash fields keep their stored
+names (``deadline``, ``expires_at``, ``created_at``), so records written before read the same.
 """
 
 from __future__ import annotations
@@ -64,26 +66,26 @@ class BindRecord:
     http_status: int | None = None
     result: dict[str, Any] | None = None
     inflight: dict[str, Any] | None = None
-    inflight_at: int | None = None
-    created_at: int = 0
-    updated_at: int = 0
-    deadline: int = 0
-    expires_at: int = 0
-    first_attempt_at: int | None = None
-    last_attempt_at: int | None = None
-    succeeded_at: int | None = None
-    dead_lettered_at: int | None = None
-    next_at: int | None = None
+    inflight_at_ms: int | None = None
+    created_at_ms: int = 0
+    updated_at_ms: int = 0
+    deadline_ms: int = 0
+    expires_at_ms: int = 0
+    first_attempt_at_ms: int | None = None
+    last_attempt_at_ms: int | None = None
+    succeeded_at_ms: int | None = None
+    dead_lettered_at_ms: int | None = None
+    next_at_ms: int | None = None
     dlq_id: str = ""
     published: bool = False
     starts: int = 0
     # lifecycle: on bind records
     cancel_requested: str = ""
-    cancelled_at: int | None = None
-    unbound_at: int | None = None
+    cancelled_at_ms: int | None = None
+    unbound_at_ms: int | None = None
     unbind_key: str = ""
     expiration: str = ""
-    extended_at: int | None = None
+    extended_at_ms: int | None = None
     extend_seq: int = 0
     # lifecycle: on operation records (the bind they act on, the order of extends)
     target: str = ""
@@ -129,25 +131,25 @@ class BindRecord:
             http_status=opt_int("http_status"),
             result=js("result"),
             inflight=js("inflight"),
-            inflight_at=opt_int("inflight_at"),
-            created_at=int(data.get("created_at") or 0),
-            updated_at=int(data.get("updated_at") or 0),
-            deadline=int(data.get("deadline") or 0),
-            expires_at=int(data.get("expires_at") or 0),
-            first_attempt_at=opt_int("first_attempt_at"),
-            last_attempt_at=opt_int("last_attempt_at"),
-            succeeded_at=opt_int("succeeded_at"),
-            dead_lettered_at=opt_int("dead_lettered_at"),
-            next_at=opt_int("next_at"),
+            inflight_at_ms=opt_int("inflight_at"),
+            created_at_ms=int(data.get("created_at") or 0),
+            updated_at_ms=int(data.get("updated_at") or 0),
+            deadline_ms=int(data.get("deadline") or 0),
+            expires_at_ms=int(data.get("expires_at") or 0),
+            first_attempt_at_ms=opt_int("first_attempt_at"),
+            last_attempt_at_ms=opt_int("last_attempt_at"),
+            succeeded_at_ms=opt_int("succeeded_at"),
+            dead_lettered_at_ms=opt_int("dead_lettered_at"),
+            next_at_ms=opt_int("next_at"),
             dlq_id=data.get("dlq_id", ""),
             published=data.get("published") == "1",
             starts=int(data.get("starts") or 0),
             cancel_requested=data.get("cancel_requested", ""),
-            cancelled_at=opt_int("cancelled_at"),
-            unbound_at=opt_int("unbound_at"),
+            cancelled_at_ms=opt_int("cancelled_at"),
+            unbound_at_ms=opt_int("unbound_at"),
             unbind_key=data.get("unbind_key", ""),
             expiration=data.get("expiration", ""),
-            extended_at=opt_int("extended_at"),
+            extended_at_ms=opt_int("extended_at"),
             extend_seq=int(data.get("extend_seq") or 0),
             target=data.get("target", ""),
             seq=int(data.get("seq") or 0),

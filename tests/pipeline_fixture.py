@@ -46,6 +46,20 @@ def apply_env(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> Settin
     return s
 
 
+def own_queue_runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
+    """The process runtime on the current settings with a queue of its own; reset afterwards."""
+    apply_env(monkeypatch, {"AXB_QUEUE": f"axb.test.{uuid.uuid4().hex[:8]}"})
+    yield get_runtime()
+    reset_runtime()
+    reset_settings_cache()
+
+
+@pytest.fixture
+def rt(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
+    """The producer's runtime on the test Redis and a queue of its own (no worker, no simulator)."""
+    yield from own_queue_runtime(monkeypatch)
+
+
 @pytest.fixture
 def pipeline(settings: Settings, simulator: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
     """Settings pointing at the test Redis and the running simulator, with fast backoff."""

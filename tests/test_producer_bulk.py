@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,7 +15,6 @@ import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.pipeline_fixture import apply_env
 from worker import keys
 from worker.errors import IdempotencyConflictError, InvalidRequestError
 from worker.producer import binds as producer_binds
@@ -27,19 +25,8 @@ from worker.producer import (
     prepare_bind,
     prepare_binds,
 )
-from worker.runtime import Runtime, get_runtime, reset_runtime
-from worker.settings import Settings, reset_settings_cache
+from worker.runtime import Runtime
 from worker.store import BindStore, now_ms
-
-
-@pytest.fixture
-def rt(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
-    """The producer's runtime on the test Redis and a queue of its own (no worker, no simulator)."""
-    apply_env(monkeypatch, {"AXB_QUEUE": f"axb.test.{uuid.uuid4().hex[:8]}"})
-    runtime = get_runtime()
-    yield runtime
-    reset_runtime()
-    reset_settings_cache()
 
 
 def expiration(hours: float = 9) -> str:

@@ -15,6 +15,7 @@ import redis
 
 from tests.pipeline_fixture import apply_env, wait_until
 from tests.test_pipeline import request
+from tests.test_store import store_row
 from worker import errors, keys
 from worker.callbacks import bind_document, operation_document
 from worker.errors import InvalidRequestError
@@ -157,21 +158,6 @@ def test_bind_keys_may_not_look_like_callback_deliveries(rt: Runtime) -> None:
 # --- the done channel ---------------------------------------------------------------------------
 
 
-def _row(key: str, **over: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "key": key,
-        "task_id": keys.task_id_for(key),
-        "request": json.dumps({"PoolKey": "FC1"}),
-        "fingerprint": "fp-" + key,
-        "pool": "FC1",
-        "deadline": now_ms() + 60_000,
-        "expires_at": now_ms() + 120_000,
-        "ttl_s": 3600,
-    }
-    row.update(over)
-    return row
-
-
 class Channels:
     """A subscriber on the done channels of some keys (subscribed before anything happens)."""
 
@@ -201,7 +187,7 @@ def test_every_terminal_script_publishes_the_new_status_on_the_done_channel(
     """succeed, dead-letter, cancel (by the unbind, and by the bind's own attempt) and an
     operation's success each publish once; a retry (not terminal) publishes nothing."""
     store = BindStore(redis_client)
-    store.create_many([_row("ok"), _row("dead"), _row("cancel-now"), _row("cancel-late")])
+    store.create_many([store_row("ok"), store_row("dead"), store_row("cancel-now"), store_row("cancel-late")])
     subs = Channels(redis_client, "ok", "dead", "cancel-now", "cancel-late", "unbind:cancel-late")
     try:
         store.begin_attempt("ok", {"nonce": "n"})
@@ -220,7 +206,7 @@ def test_every_terminal_script_publishes_the_new_status_on_the_done_channel(
         assert store.try_cancel("cancel-now", "unbind:cancel-now") == 1
         assert subs.next() == (keys.done_channel("cancel-now"), "cancelled")
 
-        op = _row("unbind:cancel-late", action="unbind", target="cancel-late")
+        op = store_row("unbind:cancel-late", action="unbind", target="cancel-late")
         assert store.create_ops([op])[0].created
         assert store.begin_attempt("cancel-late", None) == -2
         assert subs.next() == (keys.done_channel("cancel-late"), "cancelled")
@@ -267,7 +253,7 @@ def test_a_finished_record_with_a_callback_wakes_a_pump_at_once(redis_client: re
     from worker.queue import DelayQueue, Pump
 
     store = BindStore(redis_client)
-    store.create_many([_row("woken", callback_url=HOOK, callback_numbers=False)])
+    store.create_many([store_row("woken", callback_url=HOOK, callback_numbers=False)])
     queue = DelayQueue(redis_client)
     queue.schedule("first", now_ms() - 1)
     published: list[str] = []

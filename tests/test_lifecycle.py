@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from tests.pipeline_fixture import queue_settled, wait_until
 from tests.simulator_fixture import fixture_config
 from tests.test_pipeline import expiration, request
+from tests.test_store import store_row
 from worker import errors, keys
 from worker.backfill import run_backfill
 from worker.cli import main
@@ -465,21 +466,6 @@ def test_backfill_action_rows_bind_extend_and_unbind(
 # --- the race, at the store: one Lua script decides ------------------------------------------------
 
 
-def _bind_row(key: str) -> dict[str, Any]:
-    from worker.store import now_ms
-
-    return {
-        "key": key,
-        "task_id": keys.task_id_for(key),
-        "request": json.dumps({"PoolKey": "FC1"}),
-        "fingerprint": "fp-" + key,
-        "pool": "FC1",
-        "deadline": now_ms() + 60_000,
-        "expires_at": now_ms() + 120_000,
-        "ttl_s": 3600,
-    }
-
-
 def _unbind_row(key: str) -> dict[str, Any]:
     from worker.store import now_ms
 
@@ -502,7 +488,7 @@ def test_an_accepted_unbind_stops_a_bind_that_never_sent_and_spares_one_in_fligh
     from worker.store import BindStore
 
     store = BindStore(redis_client)
-    store.create_many([_bind_row("r1"), _bind_row("r2")])
+    store.create_many([store_row("r1"), store_row("r2")])
     assert store.begin_attempt("r2", {"nonce": "n1"}) == 1  # r2's request is out, fate unknown
     created = store.create_ops([_unbind_row("r1"), _unbind_row("r2")])
     assert all(c.created for c in created)
@@ -525,7 +511,7 @@ def test_a_binding_made_after_a_cancel_is_still_recorded(redis_client: Any) -> N
     from worker.store import BindStore
 
     store = BindStore(redis_client)
-    store.create_many([_bind_row("r3")])
+    store.create_many([store_row("r3")])
     assert store.try_cancel("r3", "unbind:r3") == 1
     assert store.succeed("r3", {"SecretNo": "17100000000", "SubsId": "7"}, "RID", 2_000_000_000, None) == 1
     assert store.get("r3").status == "succeeded"  # type: ignore[union-attr]

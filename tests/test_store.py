@@ -22,7 +22,8 @@ from worker.store import (
 )
 
 
-def _row(key: str, **over: object) -> dict[str, object]:
+def store_row(key: str, **over: object) -> dict[str, object]:
+    """A row for ``BindStore.create_many`` (shared by the store, lifecycle and callback tests)."""
     row: dict[str, object] = {
         "key": key,
         "task_id": keys.task_id_for(key),
@@ -40,7 +41,7 @@ def _row(key: str, **over: object) -> dict[str, object]:
 def test_creating_a_key_twice_keeps_the_first_record_and_reports_it(redis_client: redis.Redis) -> None:
     """The second create of a key changes nothing and tells the caller what is there."""
     store = BindStore(redis_client)
-    first, second = store.create_many([_row("k1"), _row("k1", fingerprint="other")])
+    first, second = store.create_many([store_row("k1"), store_row("k1", fingerprint="other")])
     assert first.created and first.status == PENDING
     assert not second.created and second.fingerprint == "fp-k1"
     rec = store.get("k1")
@@ -51,7 +52,7 @@ def test_creating_a_key_twice_keeps_the_first_record_and_reports_it(redis_client
 def test_a_terminal_record_never_leaves_its_state(redis_client: redis.Redis) -> None:
     """After success, scheduling or dead-lettering the key is refused."""
     store = BindStore(redis_client)
-    store.create_many([_row("k2")])
+    store.create_many([store_row("k2")])
     assert store.begin_attempt("k2", {"nonce": "n1"}) == 1
     assert (
         store.succeed("k2", {"SecretNo": "17100000000", "SubsId": "1"}, "RID", now_ms() // 1000 + 99, None)
@@ -69,7 +70,7 @@ def test_a_terminal_record_never_leaves_its_state(redis_client: redis.Redis) -> 
 def test_dead_lettering_writes_the_record_and_the_stream_together(redis_client: redis.Redis) -> None:
     """The stream entry carries the request, code, attempts and history; the record points at it."""
     store = BindStore(redis_client)
-    store.create_many([_row("k3")])
+    store.create_many([store_row("k3")])
     store.begin_attempt("k3", None)
     store.schedule(
         "k3",
@@ -103,7 +104,7 @@ def test_dead_lettering_writes_the_record_and_the_stream_together(redis_client: 
 def test_scheduling_can_keep_or_drop_the_inflight_request(redis_client: redis.Redis) -> None:
     """An unanswered attempt keeps its signed request; a definitive answer drops it."""
     store = BindStore(redis_client)
-    store.create_many([_row("k4")])
+    store.create_many([store_row("k4")])
     store.begin_attempt("k4", {"nonce": "abc"})
     store.schedule("k4", due_ms=now_ms(), keep_inflight=True, code="axb.READ_TIMEOUT")
     rec = store.get("k4")
@@ -117,7 +118,7 @@ def test_a_lease_is_held_by_one_delivery_at_a_time(redis_client: redis.Redis) ->
     """A second delivery cannot take the lease (the key waits on the delay queue until it runs
     out); only its holder can release it."""
     store = BindStore(redis_client)
-    store.create_many([_row("k5")])
+    store.create_many([store_row("k5")])
     assert store.start("k5", "a", 5, "acct").what == START_GO
     assert store.start("k5", "b", 5, "acct").what == START_BUSY
     assert store.delayed_due_at("k5") is not None
@@ -170,7 +171,7 @@ def test_the_watchdog_republishes_only_keys_whose_message_is_nowhere(redis_clien
     q = "axb.wd"
     store = BindStore(redis_client, q, watch_s=0.001)
     for k in ("lost", "queued", "unacked", "leased", "delayed", "done"):
-        store.create_many([_row(k)])
+        store.create_many([store_row(k)])
     assert redis_client.zcard(keys.watch(q)) == 6
     # What kombu's Redis transport stores: the list entry and the unacked hash entry.
     redis_client.lpush(q, json.dumps({"body": "e30=", "headers": {"id": keys.task_id_for("queued")}}))
@@ -198,7 +199,7 @@ def test_the_watchdog_trusts_a_backlog_too_long_to_scan(redis_client: redis.Redi
 
     q = "axb.wd2"
     store = BindStore(redis_client, q, watch_s=0.001)
-    store.create_many([_row("k")])
+    store.create_many([store_row("k")])
     redis_client.rpush(q, *[b"{}"] * 5)
     published: list[str] = []
     wait_until(lambda: watch_overdue(redis_client, q))

@@ -4,7 +4,10 @@ An ``axb.AMBIGUOUS_OUTCOME`` means the vendor saw a request and its answer was l
 the key again (``AXB_ON_AMBIGUOUS=rebind``, or "rebind" on the console) may leave the first
 copy's binding alive at the vendor, holding one of X's A-B slots until its Expiration. Each
 such first copy is recorded here: its key, RequestId, pool, when it was sent and when its
-binding expires. No phone number is stored. An entry lives in Redis until the binding's
+binding expires. No phone number is stored. An entry is known by the key and the first copy's
+nonce (or, without one, its RequestId): recording the same copy again, after a crash or from the
+console, keeps one entry and counts it once. Recording also marks the bind's record
+``possible_orphan``, which its result shows. An entry lives in Redis until the binding's
 Expiration (at most :data:`MAX_TTL_S`, at least :data:`MIN_TTL_S`), then goes by itself.
 
     record_possible_orphan(redis, key="trip-1", request_id="A1B2...", pool="FC1",
@@ -25,7 +28,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from worker import keys
+from worker import keys, lua
 from worker.masking import mask_obj
 from worker.redis_text import as_text
 
@@ -53,9 +56,10 @@ class PossibleOrphan:
         return out if show_numbers else mask_obj(out)
 
 
-def orphan_id(key: str, request_id: str) -> str:
-    """One id per (key, RequestId): recording the same copy twice keeps one entry."""
-    return hashlib.sha256(f"{key}\0{request_id}".encode()).hexdigest()[:24]
+def orphan_id(key: str, copy: str) -> str:
+    """One id per (key, first copy: its nonce, else its RequestId): recording the same copy
+    twice keeps one entry."""
+    return hashlib.sha256(f"{key}\0{copy}".encode()).hexdigest()[:24]
 
 
 def record_possible_orphan(
@@ -67,28 +71,19 @@ def record_possible_orphan(
     sent_at_ms: int,
     expires_at_ms: int,
     note: str = "",
+    nonce: str = "",
     now_ms: int | None = None,
 ) -> PossibleOrphan:
-    """Add one possible orphan to the ledger (idempotent per key and RequestId) and count it."""
+    """Add one possible orphan to the ledger and mark the bind's record ``possible_orphan``
+    (idempotent per key and first copy: ``nonce``, else ``request_id``), and count it once."""
     now = int(time.time() * 1000) if now_ms is None else now_ms
     ttl_s = min(MAX_TTL_S, max(MIN_TTL_S, (expires_at_ms - now) // 1000))
-    oid = orphan_id(key, request_id)
+    oid = orphan_id(key, nonce or request_id)
     entry = PossibleOrphan(key, request_id, pool, int(sent_at_ms), int(expires_at_ms), note)
-    pipe = redis.pipeline(transaction=True)
-    pipe.hsetnx(keys.possible_orphan(oid), "key", key)
-    pipe.hset(
-        keys.possible_orphan(oid),
-        mapping={
-            "request_id": request_id,
-            "pool": pool,
-            "sent_at": entry.sent_at_ms,
-            "expires_at": entry.expires_at_ms,
-            "note": note,
-        },
+    new = redis.register_script(lua.source("possible_orphan"))(
+        keys=[keys.possible_orphan(oid), keys.POSSIBLE_ORPHANS, keys.bind_record(key)],
+        args=[oid, key, request_id, pool, entry.sent_at_ms, entry.expires_at_ms, note, ttl_s],
     )
-    pipe.expire(keys.possible_orphan(oid), ttl_s)
-    pipe.zadd(keys.POSSIBLE_ORPHANS, {oid: entry.expires_at_ms})
-    new, *_ = pipe.execute()
     if int(new):
         POSSIBLE_ORPHANS.inc()
     return entry

@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     # An unanswered signed request may be replayed (same nonce) for this long; the vendor
     # keeps nonces for 15 minutes and rejects timestamps 15 minutes off.
     replay_window_s: float = Field(default=600.0, gt=0)
+    # What follows when a bind's first copy may have bound and its answer was lost
+    # (worker/execution/ambiguous.py): ``dead_letter`` (axb.AMBIGUOUS_OUTCOME, for a person to
+    # reconcile) or ``rebind`` (signed afresh and sent again). Either way the first copy goes
+    # into the possible-orphans ledger (worker/orphans.py).
+    on_ambiguous: Literal["dead_letter", "rebind"] = "dead_letter"
     # The hold (worker/execution/hold.py). After an account-level refusal (bad credentials, closed
     # account), the cluster holds its calls this long, then lets calls through again
     # (AXB_ACCOUNT_HALT_S, the old name, is still read).
@@ -154,6 +159,14 @@ class Settings(BaseSettings):
         if not v.startswith(("http://", "https://")):
             return "https://" + v
         return v.rstrip("/")
+
+    @field_validator("on_ambiguous", mode="before")
+    @classmethod
+    def _on_ambiguous_is_a_policy(cls, v: object) -> object:
+        text = str(v).strip().lower().replace("-", "_")
+        if text not in ("dead_letter", "rebind"):
+            raise ValueError(f"AXB_ON_AMBIGUOUS must be dead_letter or rebind, not {str(v)[:40]!r}")
+        return text
 
     @property
     def batch_budget_s(self) -> float:

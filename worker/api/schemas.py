@@ -196,6 +196,11 @@ class ResultDocument(BaseModel):
     message: str | None = None
     request: dict[str, Any] | None = None
     secret_bind_dto: SecretBindDocument | None = Field(None, alias="SecretBindDTO")
+    possible_orphan: bool | None = Field(
+        None,
+        description="binds: true when a first copy of the bind may have left a binding at the vendor"
+        " (an ambiguous outcome: listed in the possible-orphans ledger until its Expiration)",
+    )
     updated_at: str | None = None
 
 

@@ -9,7 +9,10 @@ A bind::
 
     {"key", "kind": "bind", "status", "state", "attempts", "code", "message",
      "request": {"PoolKey", "PhoneNoA", "PhoneNoB", "Expiration", "OutId", ...},
-     "SecretBindDTO": {"SecretNo", "SubsId", "Extension"} | None, "updated_at"}
+     "SecretBindDTO": {"SecretNo", "SubsId", "Extension"} | None, "possible_orphan", "updated_at"}
+
+``possible_orphan``: a first copy of the bind may have left a binding at the vendor (it is in
+the possible-orphans ledger, see :mod:`worker.orphans`).
 
 An unbind or extend::
 
@@ -59,6 +62,7 @@ def bind_document(result: BindResult, *, show_numbers: bool) -> dict[str, Any]:
             if result.dto is not None
             else None
         ),
+        "possible_orphan": result.possible_orphan,
         "updated_at": iso_utc(result.updated_at),
     }
     return doc if show_numbers else mask_obj(doc)

@@ -99,14 +99,19 @@ def _act(
         if force:
             for dl in entries:
                 if dl.id in done:
+                    # The worker recorded the first copy when it dead-lettered the bind (its
+                    # nonce is on the entry): the same ledger entry, its note updated.
+                    first = dl.first_copy
+                    sent_at_ms = first.get("sent_at") or dl.last_attempt_at or dl.dead_lettered_at
                     record_possible_orphan(
                         rt.redis,
                         key=dl.key,
-                        request_id=dl.request_id,
+                        request_id=str(first.get("request_id") or dl.request_id),
                         pool=dl.pool,
-                        sent_at_ms=dl.last_attempt_at or dl.dead_lettered_at or 0,
+                        sent_at_ms=int(sent_at_ms or 0),
                         expires_at_ms=dl.request_expires_ms(),
                         note=f"rebound from the console by {sess.name}",
+                        nonce=str(first.get("nonce") or ""),
                     )
         replayed = [dl for dl in entries if dl.id in done]
         dead.write_audit(op, replayed, len(replayed), user=sess.name, host=HOST, skipped=len(report.skipped))

@@ -31,6 +31,9 @@ class DeadLetter:
     raw: str = ""
     expires_at_ms: int | None = None  # stream field "expires_at"
     queue: str = ""  # the queue a malformed item was taken off
+    # An ambiguous bind's first copy, as the possible-orphans ledger has it (worker.orphans):
+    # {"nonce", "request_id", "sent_at"}; empty for other entries.
+    first_copy: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_stream(cls, entry_id: str, f: dict[str, str]) -> DeadLetter:
@@ -66,6 +69,7 @@ class DeadLetter:
             raw=f.get("raw", ""),
             queue=f.get("queue", ""),
             expires_at_ms=opt_int("expires_at"),
+            first_copy=first_copy_of(js("extra", {})),
         )
 
     def as_dict(self, *, show_numbers: bool = False) -> dict[str, Any]:
@@ -102,3 +106,9 @@ class DeadLetter:
             return int(parse_bind_request(self.request, check_future=False).expiration.timestamp() * 1000)
         except ValueError:
             return int(time.time() * 1000)
+
+
+def first_copy_of(extra: Any) -> dict[str, Any]:
+    """The ``first_copy`` an ambiguous bind's dead letter keeps in its ``extra`` ({} if none)."""
+    first = extra.get("first_copy") if isinstance(extra, dict) else None
+    return dict(first) if isinstance(first, dict) else {}

@@ -7,8 +7,10 @@ Why a bind is never silently made twice:
 - if the answer is lost (read timeout, reset, a crash of this worker), the next attempt does
   not sign a new request: it re-sends the stored one, byte for byte, same nonce. The vendor
   answers ``SignatureNonceUsed`` exactly when the first copy reached it: then the bind is
-  dead-lettered as ``axb.AMBIGUOUS_OUTCOME`` for on-call to reconcile, never retried blindly.
-  Any other answer settles the question (the first copy never arrived).
+  dead-lettered as ``axb.AMBIGUOUS_OUTCOME`` for on-call to reconcile, never retried blindly,
+  or (``AXB_ON_AMBIGUOUS=rebind``) signed afresh and sent again, the first copy recorded as a
+  possible orphan (:mod:`.ambiguous`). Any other answer settles the question (the first copy
+  never arrived).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import time
 
 from worker import errors
 from worker.errors import InvalidRequestError
+from worker.execution.ambiguous import too_late_to_prove
 from worker.execution.calling import requeue_for_slot, timed_call
 from worker.execution.failure import dead_letter_at_deadline, on_vendor_error
 from worker.execution.hold import Hold
@@ -28,6 +31,11 @@ from worker.metrics import BINDS, LIMITER_WAIT
 from worker.runtime import Runtime
 from worker.store import Begin, BindRecord, now_ms
 from worker.vendor import SignedRequest, api_params, bind_params, parse_bind_request
+
+
+def rebind_of(rec: BindRecord, replay: SignedRequest | None) -> bool:
+    """Whether this attempt is a rebind: signed afresh after a first copy became a possible orphan."""
+    return rec.possible_orphan and replay is None
 
 
 def attempt_bind(rt: Runtime, rec: BindRecord, *, hold: Hold | None = None, lease_token: str = "") -> Outcome:
@@ -42,15 +50,10 @@ def attempt_bind(rt: Runtime, rec: BindRecord, *, hold: Hold | None = None, leas
     if rec.inflight:
         replay = SignedRequest.from_json_dict(rec.inflight)
         if time.time() - replay.signed_at > s.replay_window_s or now >= rec.deadline_ms:
-            dead_letter(
-                rt,
-                key,
-                code=errors.AMBIGUOUS_OUTCOME,
-                message=f"attempt {rec.attempts} was sent and never answered ({rec.code or 'no answer'});"
-                " too late to re-send it for proof: the binding may exist, reconcile before replaying",
-                request_id=rec.request_id,
-            )
-            return finish(rt, key)
+            settled = too_late_to_prove(rt, rec, replay)
+            if settled is not None:
+                return settled
+            replay = None  # bound again (AXB_ON_AMBIGUOUS=rebind): signed afresh below
     elif now >= rec.deadline_ms:
         return dead_letter_at_deadline(rt, rec, "bind succeeded", request_id=rec.request_id)
 
@@ -134,6 +137,7 @@ def attempt_bind(rt: Runtime, rec: BindRecord, *, hold: Hold | None = None, leas
             probe=probe,
             replay=replay is not None,
             bind=True,
+            rebind=rebind_of(rec, replay),
         )
     assert response is not None
     note_answer(rt, None, probe)
@@ -145,7 +149,9 @@ def attempt_bind(rt: Runtime, rec: BindRecord, *, hold: Hold | None = None, leas
         dto.model_dump(by_alias=True),
         response.request_id,
         expire_at_s,
-        attempt_entry(attempt, "OK", response.request_id, latency_ms, replay is not None),
+        attempt_entry(
+            attempt, "OK", response.request_id, latency_ms, replay is not None, rebind=rebind_of(rec, replay)
+        ),
         lease_token=lease_token,
     )
     BINDS.labels("succeeded", "OK").inc()

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 
 from worker import errors
 from worker.errors import AmbiguousVendorError, Handling, VendorError, outage_reason
+from worker.execution.ambiguous import ambiguous_dead_letter, on_nonce_used
 from worker.execution.hold_gate import note_answer, wait_out_hold
 from worker.execution.outcome import Outcome, attempt_entry, dead_letter, finish
 from worker.execution.plans import WAITING
@@ -55,31 +56,26 @@ def on_vendor_error(
     probe: str = "",
     replay: bool = False,
     bind: bool = False,
+    rebind: bool = False,
 ) -> Outcome:
     """Triage of a vendor error: dead letter, wait out the hold, or retry.
 
     ``bind``: a BindAxb call, whose request is kept while its fate is unknown (to be proved by
     re-sending it) and whose ``NO_NUMBER`` answers back off on their own schedule. Unbinding and
-    moving an expiry are idempotent: their next attempt signs a fresh request.
+    moving an expiry are idempotent: their next attempt signs a fresh request. ``rebind``: this
+    bind attempt was signed afresh after an ambiguous first copy (:mod:`.ambiguous`).
     """
     s = rt.settings
     key = rec.key
-    hist = attempt_entry(attempt, err.code, err.request_id, latency_ms, replay, err.http_status)
+    hist = attempt_entry(
+        attempt, err.code, err.request_id, latency_ms, replay, err.http_status, rebind=rebind
+    )
     handling = err.handling
     common: dict[str, Any] = {"request_id": err.request_id, "http_status": err.http_status, "hist": hist}
     vendor_hold = note_answer(rt, err, probe)
 
     if bind and err.code == "SignatureNonceUsed":
-        what = "a re-sent copy of" if replay else "the first copy of"
-        dead_letter(
-            rt,
-            key,
-            code=errors.AMBIGUOUS_OUTCOME,
-            message=f"the vendor had already seen {what} this signed request (SignatureNonceUsed):"
-            " the binding may exist; reconcile before replaying",
-            **common,
-        )
-        return finish(rt, key, latency_ms)
+        return on_nonce_used(rt, rec, attempt=attempt, replay=replay, latency_ms=latency_ms, common=common)
 
     if handling is Handling.ACCOUNT:
         # The vendor refuses the account itself: every other call would fail the same way.
@@ -170,8 +166,10 @@ def retry_or_dead_letter(
     )
     if exhausted or (not outage and rec.deadline_ms and due_ms >= rec.deadline_ms):
         why = "retries exhausted" if exhausted else "no time left before the deadline"
-        code = errors.AMBIGUOUS_OUTCOME if keep_inflight else err.code
-        dead_letter(rt, key, code=code, message=f"{why}; last: {err.code}: {err.vendor_message}", **common)
+        message = f"{why}; last: {err.code}: {err.vendor_message}"
+        if keep_inflight:  # the kept request's fate is unknown
+            return ambiguous_dead_letter(rt, rec, message=message, latency_ms=latency_ms, **common)
+        dead_letter(rt, key, code=err.code, message=message, **common)
         return finish(rt, key, latency_ms)
 
     RETRIES.labels(err.code).inc()

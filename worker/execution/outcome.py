@@ -77,11 +77,19 @@ def log_outcome(rec: BindRecord, latency_ms: float | None = None) -> None:
 
 
 def attempt_entry(
-    attempt: int, code: str, request_id: str, latency_ms: float, replay: bool, http_status: int | None = None
+    attempt: int,
+    code: str,
+    request_id: str,
+    latency_ms: float,
+    replay: bool,
+    http_status: int | None = None,
+    *,
+    rebind: bool = False,
 ) -> dict[str, Any]:
-    """One vendor call, as the record's history keeps it."""
+    """One vendor call, as the record's history keeps it (``rebind``: a bind signed afresh after
+    an ambiguous first copy, see :mod:`.ambiguous`)."""
     at = now_ms()
-    return {
+    entry: dict[str, Any] = {
         "attempt": attempt,
         "at": at,
         # When the request went out (the answer came latency_ms later).
@@ -92,3 +100,6 @@ def attempt_entry(
         "replay": replay,
         "http_status": http_status,
     }
+    if rebind:
+        entry["rebind"] = True
+    return entry

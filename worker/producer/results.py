@@ -81,6 +81,9 @@ class BindResult(RecordResult):
     expires_at: int = 0
     unbound_at: int | None = None
     cancel_requested: str = ""
+    # A first copy of this bind may have left a binding at the vendor: it is in the
+    # possible-orphans ledger (worker.orphans) until its Expiration.
+    possible_orphan: bool = False
     # The request as stored (vendor names: PoolKey, PhoneNoA, ...): unmasked.
     request: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -109,6 +112,7 @@ class BindResult(RecordResult):
             expires_at=rec.expires_at_ms,
             unbound_at=rec.unbound_at_ms,
             cancel_requested=rec.cancel_requested,
+            possible_orphan=rec.possible_orphan,
             request=rec.request,
         )
 
@@ -120,6 +124,7 @@ class BindResult(RecordResult):
             "expiration": self.expiration,
             **self.outcome_dict(),
             "SecretBindDTO": self.dto.model_dump(by_alias=True) if self.dto else None,
+            "possible_orphan": self.possible_orphan,
         }
         if self.dlq_id:
             out["dlq_id"] = self.dlq_id

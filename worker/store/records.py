@@ -93,6 +93,8 @@ class BindRecord:
     # completion callback (worker.callbacks), set at creation
     callback_url: str = ""
     callback_numbers: bool = False
+    # A first copy of this bind may have left a binding at the vendor (worker.orphans)
+    possible_orphan: bool = False
 
     @property
     def terminal(self) -> bool:
@@ -155,4 +157,5 @@ class BindRecord:
             seq=int(data.get("seq") or 0),
             callback_url=data.get("callback_url", ""),
             callback_numbers=data.get("callback_numbers") == "1",
+            possible_orphan=data.get("possible_orphan") == "1",
         )

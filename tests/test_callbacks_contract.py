@@ -299,8 +299,10 @@ def test_the_document_of_a_bind_masks_numbers_unless_asked_and_is_json_ready(
         "message",
         "request",
         "SecretBindDTO",
+        "possible_orphan",
         "updated_at",
     }
+    assert shown["possible_orphan"] is False
     assert (shown["key"], shown["kind"], shown["status"], shown["state"]) == (
         "order-60",
         "bind",

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from tests.api_fixture import ApiProcess, api_pipeline_fixture, api_server_fixture, bearer, make_token
 from tests.console_helpers import login
+from tests.test_lifecycle import LoseFirstAnswer
 from tests.test_pipeline import bindings_for, calls_for, expiration, request
 from worker import errors, keys
 from worker.callbacks.document import bind_document
@@ -29,24 +30,6 @@ from worker.settings import Settings
 
 api_server = api_server_fixture()
 pipeline = api_pipeline_fixture()
-
-
-class LoseFirstAnswer(httpx.BaseTransport):
-    """The first BindAxb reaches the vendor (which binds), and its answer is lost on the way back."""
-
-    def __init__(self) -> None:
-        self.inner = httpx.HTTPTransport()
-        self.lost = 0
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        response = self.inner.handle_request(request)
-        action = request.headers.get("x-acs-action", "") or request.url.params.get("Action", "")
-        if self.lost == 0 and (action == "BindAxb" or b"Action=BindAxb" in request.content):
-            self.lost += 1
-            response.read()
-            response.close()
-            raise httpx.ReadTimeout("simulated loss of the answer", request=request)
-        return response
 
 
 @pytest.fixture

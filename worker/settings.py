@@ -13,6 +13,13 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+def _default_liveness_dir() -> str:
+    import os
+    import tempfile
+
+    return os.path.join(tempfile.gettempdir(), f"axb-worker-alive-{os.getuid()}")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AXB_", extra="ignore")
 
@@ -100,8 +107,14 @@ class Settings(BaseSettings):
     # Celery remote control (inspect/ping/revoke); off because it can stall a worker for good
     # after a Redis restart (see worker/celery_app.py).
     remote_control: bool = False
-    # Celery task events (for Flower); off by default because they cost throughput.
+    # Celery task events (for Flower, `celery events`); off by default because they cost
+    # throughput. On, the worker also sends worker-online and a worker-heartbeat every 2 s.
     task_events: bool = False
+    # The liveness heartbeat (worker/queue/liveness.py): each worker process's consumer loop
+    # touches a file in this directory every AXB_LIVENESS_INTERVAL_S; `axb worker-alive` fails
+    # when one is older than its --max-age-s. Default: <temp dir>/axb-worker-alive-<uid>.
+    liveness_dir: str = Field(default_factory=_default_liveness_dir)
+    liveness_interval_s: float = Field(default=5.0, gt=0)
     worker_pool: Literal["threads", "prefork", "solo", "gevent", "eventlet"] = "threads"
     worker_concurrency: int = Field(default=32, ge=1)
     # Worker processes of ``axb worker``; 0: one per core (threads pool, no --pool / -c given).

@@ -28,7 +28,7 @@ from worker.cli.output import err_console, out_console
 from worker.cli.simulator import simulator_command
 from worker.cli.status import status_command
 from worker.cli.tokens import token_group
-from worker.cli.worker import worker_command
+from worker.cli.worker import worker_alive_command, worker_command
 
 __all__ = [
     "AxbGroup",
@@ -66,3 +66,4 @@ main.add_command(status_command)
 main.add_command(token_group)
 main.add_command(unbind_command)
 main.add_command(worker_command)
+main.add_command(worker_alive_command)

@@ -128,6 +128,10 @@ def supervise(
 
     for sig in _FORWARDED:
         signal.signal(sig, forward)
+    from worker.queue.liveness import clear
+    from worker.settings import get_settings
+
+    clear(get_settings().liveness_dir)  # files of an earlier run's processes are not ours
     for i in range(processes):
         start(i)
     log.warning("axb worker: %d processes × %s pool, concurrency %d", processes, pool, concurrency)

@@ -77,7 +77,10 @@ def worker_command(
         f"--concurrency={concurrency or s.worker_concurrency}",
         f"--loglevel={loglevel or s.log_level}",
         f"--queues={s.queue}",
-        "--without-heartbeat",
+        # Event heartbeats (worker-online, worker-heartbeat every 2 s: how Flower and `celery
+        # events` see a worker) go with task events; they only publish. Gossip and mingle
+        # would read PUBSUB on the consumer loop (the stall described in celery_app.py): off.
+        *(() if s.task_events else ("--without-heartbeat",)),
         "--without-mingle",
         "--without-gossip",
         *celery_args,
@@ -108,3 +111,28 @@ def _supervise(count: int, pool: str, concurrency: int, loglevel: str, celery_ar
         celery_args=celery_args,
         metrics_port=s.metrics_port,
     )
+
+
+@click.command("worker-alive")
+@click.option(
+    "--max-age-s",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="fail when a worker process's last beat is older than this",
+)
+@click.option("--dir", "directory", default=None, help="liveness directory (default AXB_LIVENESS_DIR)")
+def worker_alive_command(max_age_s: float, directory: str | None) -> None:
+    """Liveness probe: exit 0 when every worker process on this host beat within --max-age-s
+    (their consumer loops are turning), 1 otherwise (stopped, stuck, killed, or none started)."""
+    from worker.queue.liveness import check
+    from worker.settings import get_settings
+
+    where = directory or get_settings().liveness_dir
+    ok, found = check(where, max_age_s)
+    for r in found:
+        verdict = "ok" if r.fresh(max_age_s) else "STALE"
+        click.echo(f"{r.node} pid {r.pid}: {r.state}, last beat {r.age_s:.1f} s ago ({verdict})")
+    if not found:
+        click.echo(f"no worker process has beaten in {where}", err=True)
+    sys.exit(0 if ok else 1)

@@ -14,6 +14,7 @@ from celery.signals import celeryd_init, worker_ready, worker_shutdown, worker_s
 
 from worker.connections import celery_connection_config
 from worker.queue.intake import install as install_intake
+from worker.queue.liveness import install as install_liveness
 from worker.queue.pump import start_pump, stop_pump
 from worker.settings import Settings, get_settings
 from worker.shutdown import STOPPING
@@ -96,7 +97,10 @@ def celery_config(s: Settings) -> dict[str, Any]:
         "worker_enable_remote_control": s.remote_control,
         "worker_hijack_root_logger": False,
         # Task events cost the consumer loop about an eighth of its time (make bench --profile);
-        # Flower needs them: AXB_TASK_EVENTS=true (docker-compose.yml sets it).
+        # Flower and `celery events` need them: AXB_TASK_EVENTS=true (docker-compose.yml sets
+        # it; `axb worker` then also sends worker-online/heartbeat events). Every event is masked
+        # (worker/queue/events.py). No task-sent: our producers write messages themselves
+        # (worker/queue/publish.py); monitors see a task from task-received on.
         "worker_send_task_events": s.task_events,
         "task_send_sent_event": False,
         "task_track_started": False,
@@ -119,8 +123,14 @@ def check_settings(s: Settings) -> None:
 
 def create_app(settings: Settings | None = None) -> Celery:
     s = settings or get_settings()
-    application = Celery("axb", include=["tasks.bind", "tasks.unbind", "tasks.extend", "tasks.callback"])
+    # Events (AXB_TASK_EVENTS) go through worker/queue/events.py, which masks phone numbers.
+    application = Celery(
+        "axb",
+        include=["tasks.bind", "tasks.unbind", "tasks.extend", "tasks.callback"],
+        events="worker.queue.events:Events",
+    )
     application.conf.update(celery_config(s))
+    install_liveness(application)
     return application
 
 

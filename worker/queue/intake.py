@@ -35,6 +35,7 @@ import redis
 from kombu.exceptions import InconsistencyError
 from kombu.transport import TRANSPORT_ALIASES, get_transport_cls
 from kombu.transport import redis as kombu_redis
+from kombu.utils import json as kombu_json
 
 from worker.deadletters import dead_letter_raw
 from worker.queue.envelope import JSON_MIME, MalformedMessage, check_envelope, readable
@@ -76,7 +77,17 @@ class JunkSafeChannelMixin:
     _in_poll: Any
 
     def take(self, item: bytes, queue: str) -> dict[str, Any] | None:
-        """The envelope of a popped ``item``; ``None`` when it was junk (then dead-lettered)."""
+        """The envelope of a popped ``item``; ``None`` when it was junk (then dead-lettered).
+
+        Replies to remote control (``celery inspect ping``, Flower's inspect) travel on lists too,
+        read only by the process that asked: they are kombu's, not task messages, and go to it
+        unchecked (junk there is dropped with a warning, nothing to keep)."""
+        if is_control_reply_queue(queue):
+            try:
+                return dict(kombu_json.loads(item))  # type: ignore[no-untyped-call]
+            except Exception as exc:
+                log.warning("junk on control reply queue %s dropped (%s)", queue, type(exc).__name__)
+                return None
         try:
             rules = current_rules()
             return check_envelope(item, task_names=rules.task_names, accept=rules.accept)
@@ -190,6 +201,11 @@ def install(app: Any) -> None:
                 f"kombu resolved the {scheme}:// transport before worker.queue.intake.install(); import"
                 " worker.celery_app before opening broker connections"
             )
+
+
+def is_control_reply_queue(queue: str) -> bool:
+    """Whether ``queue`` is a remote-control reply list (kombu's ``<id>.reply.<app>.pidbox``)."""
+    return queue.endswith(".pidbox")
 
 
 def is_junk_safe(channel: Any) -> bool:

@@ -4,19 +4,19 @@ their consumer loops turn (busy or not), and fails within its --max-age-s once o
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.pipeline_fixture import ROOT, WorkerProcess, apply_env, axb_env, wait_until
+from tests.pipeline_fixture import WorkerProcess, apply_env, axb_env, wait_until
 from tests.test_pipeline import request
-from tests.test_worker_processes import _children_of
+from tests.test_redis_full import axb
 from worker.producer import enqueue_binds
 from worker.runtime import Runtime
 
@@ -27,24 +27,7 @@ MAX_AGE_S = 4.0
 
 
 def probe(directory: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "worker.cli",
-            "worker-alive",
-            "--max-age-s",
-            str(MAX_AGE_S),
-            "--dir",
-            str(directory),
-        ],
-        env=axb_env(),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return axb("worker-alive", "--max-age-s", str(MAX_AGE_S), "--dir", str(directory))
 
 
 def passes(directory: Path) -> bool:
@@ -74,7 +57,8 @@ def test_the_probe_follows_each_process_of_the_default_worker(alive_dir: Path, t
     try:
         wait_until(lambda: len(list(alive_dir.glob("axb*@*"))) == cores, timeout=60)
         assert passes(alive_dir)
-        victim = min(_children_of(worker.proc.pid))
+        victim = min(json.loads(f.read_text())["pid"] for f in alive_dir.glob("axb*@*"))
+        assert victim != worker.proc.pid  # a worker process, not the supervisor
         os.kill(victim, signal.SIGSTOP)
         try:
             stopped_at = time.monotonic()

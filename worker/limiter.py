@@ -52,6 +52,7 @@ slots, and a step of the Redis server's clock moves every slot with it.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -171,7 +172,8 @@ class RateLimiter:
     def reserve_into(self, pipe: Any, limits: Sequence[Limit], *, max_wait_s: float) -> None:
         """Queue :meth:`reserve` on a Redis pipeline, to share a round trip with other commands;
         read its reply with :meth:`reservation`."""
-        self._reserve(keys=_keys(limits), args=_reserve_args(limits, max_wait_s), client=pipe)
+        script_keys, args = _reserve_call(tuple(limits), max_wait_s)
+        lua.queue_script(pipe, self._reserve, script_keys, args)
 
     @staticmethod
     def reservation(raw: Any) -> Reservation:
@@ -246,6 +248,13 @@ class RateLimiter:
     def factor(self, scope: str) -> float:
         """The scope's current rate factor: 1.0 unthrottled, down to ``min_factor``."""
         return float(self._factor(keys=[keys.rate_penalty(scope)]))
+
+
+@functools.lru_cache(maxsize=64)
+def _reserve_call(limits: tuple[Limit, ...], max_wait_s: float) -> tuple[list[str], list[str | int]]:
+    """The keys and arguments of a reservation: the same for every call under the same limits,
+    so worked out once (the caller must not change them)."""
+    return _keys(limits), _reserve_args(limits, max_wait_s)
 
 
 def _reserve_args(limits: Sequence[Limit], max_wait_s: float) -> list[str | int]:

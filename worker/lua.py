@@ -24,9 +24,10 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from typing import Any
 
+from redis.client import Pipeline
 from redis.commands.core import Script
 
-__all__ = ["LuaError", "Scripts", "names", "source"]
+__all__ = ["LuaError", "Scripts", "names", "queue_script", "source"]
 
 _INCLUDE = re.compile(r"^--! include ([A-Za-z0-9_]+)[ \t]*$", re.MULTILINE)
 
@@ -103,4 +104,15 @@ class Scripts:
         self, name: str, keys: Sequence[Any] = (), args: Iterable[Any] = (), *, client: Any = None
     ) -> Any:
         """Run script ``name``; with ``client`` (a pipeline) the call is only queued on it."""
-        return self[name](keys=list(keys), args=list(args), client=client)
+        script = self[name]
+        if isinstance(client, Pipeline):
+            return queue_script(client, script, keys, args)
+        return script(keys=list(keys), args=list(args), client=client)
+
+
+def queue_script(pipe: Pipeline, script: Script, keys: Sequence[Any], args: Iterable[Any]) -> Pipeline:
+    """Queue ``script`` on ``pipe`` as one ``EVALSHA``, as redis-py's ``Script.__call__`` does
+    without its per-call layers (a pipeline of :class:`worker.redis_client.AxbPipeline` loads a
+    script the server does not know, and sends it again)."""
+    pipe.scripts.add(script)
+    return pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call,no-any-return]

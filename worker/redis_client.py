@@ -6,6 +6,10 @@ wherever the command was sent; here it becomes :class:`worker.errors.RedisFullEr
 ``redis.RedisError``), whose message says what happened and how to resume, for commands,
 scripts and pipelines alike. The producer API raises it as is; the CLI prints it on one line
 (:mod:`worker.cli.errors`); a worker waits and tries again (the task puts the message back).
+
+Pipelines that run Lua scripts skip redis-py's ``SCRIPT EXISTS`` round trip (sent before every
+such pipeline): a script the server does not know answers ``NOSCRIPT`` without running, and only
+those commands are sent again once the scripts are loaded (:class:`AxbPipeline`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 
 import redis
 from redis.client import Pipeline
+from redis.exceptions import NoScriptError
 
 from worker.errors import RedisFullError
 
@@ -30,9 +35,43 @@ def translated(exc: redis.RedisError) -> redis.RedisError:
 
 
 class AxbPipeline(Pipeline):
+    """redis-py's pipeline, with full-Redis errors translated and, outside transactions, no
+    ``SCRIPT EXISTS`` round trip before the scripts run (one round trip per pipeline, not two).
+
+    A script the server does not know (Redis restarted, failed over, or never saw it) answers
+    ``NOSCRIPT`` and has not run: the pipeline's scripts are then loaded and the refused
+    commands sent again, in their order, with every ``WAIT`` of the pipeline after them (a WAIT
+    must follow the writes it covers). The other commands ran once, as pipelined commands do."""
+
+    def _in_multi(self) -> bool:
+        # (``transaction`` is an attribute here, set in __init__; the type stubs see a method)
+        return bool(vars(self)["transaction"] or self.explicit_transaction)
+
+    def load_scripts(self) -> None:
+        if self._in_multi():
+            super().load_scripts()  # type: ignore[no-untyped-call]  # inside MULTI: as redis-py does
+
     def execute(self, raise_on_error: bool = True) -> list[Any]:
         try:
-            return super().execute(raise_on_error)
+            if not self.scripts or self._in_multi():
+                return super().execute(raise_on_error)
+            stack, scripts = list(self.command_stack), list(self.scripts)
+            replies = super().execute(raise_on_error=False)
+            again = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+            if again:
+                for script in scripts:  # (a script's sha is its text's: the same once loaded)
+                    script.registered_client.script_load(script.script)
+                waits = [i for i, (args, _) in enumerate(stack) if str(args[0]).upper() == "WAIT"]
+                redo = again + [i for i in waits if i > again[0]]
+                pipe = AxbPipeline(self.connection_pool, self.response_callbacks, False, None)
+                for i in redo:
+                    args, options = stack[i]
+                    pipe.execute_command(*args, **options)  # type: ignore[no-untyped-call]
+                for i, reply in zip(redo, pipe.execute(raise_on_error=False), strict=True):
+                    replies[i] = reply
+            if raise_on_error:
+                self.raise_first_error(stack, replies)  # type: ignore[no-untyped-call]
+            return replies
         except redis.exceptions.OutOfMemoryError as exc:
             raise translated(exc) from exc
 

@@ -25,7 +25,8 @@ from worker.execution.calling import requeue_for_slot, timed_call
 from worker.execution.failure import dead_letter_at_deadline, on_vendor_error
 from worker.execution.hold import Hold
 from worker.execution.hold_gate import note_answer, pass_hold, wait_out_hold
-from worker.execution.outcome import Outcome, attempt_entry, dead_letter, finish, log_outcome
+from worker.execution.outcome import Outcome, attempt_entry, dead_letter, finish
+from worker.execution.settle import Success, Unsettled
 from worker.limiter import late_allowance
 from worker.metrics import BINDS, LIMITER_WAIT
 from worker.runtime import Runtime
@@ -38,9 +39,18 @@ def rebind_of(rec: BindRecord, replay: SignedRequest | None) -> bool:
     return rec.possible_orphan and replay is None
 
 
-def attempt_bind(rt: Runtime, rec: BindRecord, *, hold: Hold | None = None, lease_token: str = "") -> Outcome:
+def attempt_bind(
+    rt: Runtime,
+    rec: BindRecord,
+    *,
+    hold: Hold | None = None,
+    lease_token: str = "",
+    later: Unsettled | None = None,
+) -> Outcome:
     """One attempt of bind record ``rec`` (under the delivery's lease ``lease_token``; ``hold``
-    is the hold in force as the delivery's start read it)."""
+    is the hold in force as the delivery's start read it). ``later``: the batch's unwritten
+    success, written on this attempt's round trip, and where this attempt's success waits in
+    turn (:mod:`worker.execution.settle`)."""
     s = rt.settings
     key = rec.key
     now = now_ms()
@@ -82,12 +92,16 @@ def attempt_bind(rt: Runtime, rec: BindRecord, *, hold: Hold | None = None, leas
     signed = replay or rt.client.sign("BindAxb", params)
     asked = time.monotonic()  # the slot is no earlier than this plus its wait
     pipe = rt.redis.pipeline(transaction=False)
+    carried = later.queue(pipe) if later is not None else 0  # the previous key's success first
     rt.limiter.reserve_into(pipe, limits, max_wait_s=s.inline_wait_max_s)
     rt.store.begin_attempt(
         key, signed.to_json_dict(), account=s.access_key_id, probe_token=probe, client=pipe
     )
     waiting = rt.store.wait.queue(pipe)  # the stored request on the replicas before it is sent
-    raw_slot, raw_attempt, *acked = pipe.execute()
+    replies = pipe.execute()
+    if later is not None:
+        later.settled(replies[:carried])
+    raw_slot, raw_attempt, *acked = replies[carried:]
     if waiting:
         rt.store.wait.check(acked[0])
     attempt = int(raw_attempt)
@@ -143,20 +157,17 @@ def attempt_bind(rt: Runtime, rec: BindRecord, *, hold: Hold | None = None, leas
     note_answer(rt, None, probe)
     dto = response.secret_bind_dto
     assert dto is not None  # bind_axb_signed guarantees it
-    expire_at_s = rec.expires_at_ms // 1000 + s.result_ttl_extra_s
-    stored = rt.store.succeed(
-        key,
+    success = Success(
+        rec,
         dto.model_dump(by_alias=True),
         response.request_id,
-        expire_at_s,
+        rec.expires_at_ms // 1000 + s.result_ttl_extra_s,
         attempt_entry(
             attempt, "OK", response.request_id, latency_ms, replay is not None, rebind=rebind_of(rec, replay)
         ),
-        lease_token=lease_token,
+        lease_token,
+        attempt,
+        latency_ms,
     )
-    BINDS.labels("succeeded", "OK").inc()
-    if stored != 1:  # finished by someone else meanwhile (never expected while we hold the lease)
-        return finish(rt, key, latency_ms)
-    rec.status, rec.code, rec.attempts, rec.request_id = "succeeded", "OK", attempt, response.request_id
-    log_outcome(rec, latency_ms)
-    return Outcome(key, "succeeded", "OK", attempt, released=bool(lease_token))
+    # In a batch, written on the next key's round trip (worker/execution/settle.py).
+    return later.defer(success) if later is not None else Unsettled(rt).write(success)

@@ -14,6 +14,7 @@ from worker.execution.bind import attempt_bind
 from worker.execution.lease import lease_seconds
 from worker.execution.operation import attempt_operation
 from worker.execution.outcome import Outcome, dead_letter, finish
+from worker.execution.settle import Unsettled
 from worker.observability import key_scope
 from worker.runtime import Runtime
 from worker.shutdown import STOPPING
@@ -28,7 +29,13 @@ POISON_STARTS = 3
 
 
 def deliver(
-    rt: Runtime, key: str, delivery: str, *, in_batch: bool = False, started: Start | None = None
+    rt: Runtime,
+    key: str,
+    delivery: str,
+    *,
+    in_batch: bool = False,
+    started: Start | None = None,
+    later: Unsettled | None = None,
 ) -> Outcome:
     """Work on record ``key``: a bind, an unbind or an extend, as its record's action says.
 
@@ -67,9 +74,11 @@ def deliver(
             return finish(rt, key)
         kill_if_targeted(key)
         if rec.action != "bind":
+            if later is not None:
+                later.flush()
             outcome = attempt_operation(rt, rec, st.hold, delivery)
         else:
-            outcome = attempt_bind(rt, rec, hold=st.hold, lease_token=delivery)
+            outcome = attempt_bind(rt, rec, hold=st.hold, lease_token=delivery, later=later)
         released = outcome.released
         if not released:
             rt.store.note_finish(key)
@@ -86,7 +95,6 @@ def deliver_many(rt: Runtime, key_list: list[str], delivery: str) -> list[Outcom
     The message is held for at most ``batch_budget_s``: keys not started by then are published
     again as a new message, so a slow vendor never keeps a message past the visibility timeout.
     """
-    budget_s = rt.settings.batch_budget_s
     t0 = time.monotonic()
     # Every key is started (record read, lease taken, start counted) in one round trip. The
     # leases outlast the budget plus one key's longest attempt (AXB_HARD_TIME_LIMIT_S + 5 s).
@@ -95,6 +103,29 @@ def deliver_many(rt: Runtime, key_list: list[str], delivery: str) -> list[Outcom
         list(zip(key_list, tokens, strict=True)), lease_seconds(rt.settings), rt.settings.access_key_id
     )
     out: list[Outcome] = []
+    # Each bind's success is written on the next bind's round trip (worker/execution/settle.py),
+    # the last one before the message is acknowledged; the successes are logged in one line.
+    later = Unsettled(rt, batch_log=True)
+    try:
+        _deliver_each(rt, key_list, tokens, starts, t0, later, out)
+    finally:
+        try:
+            later.flush()
+        finally:
+            later.log_successes()
+    return later.outcomes(out)
+
+
+def _deliver_each(
+    rt: Runtime,
+    key_list: list[str],
+    tokens: list[str],
+    starts: list[Start],
+    t0: float,
+    later: Unsettled,
+    out: list[Outcome],
+) -> None:
+    budget_s = rt.settings.batch_budget_s
     for i, key in enumerate(key_list):
         if i and out[-1].no_slot is not None:
             # The rate limit has no slot for a while: the other keys would only be refused one by
@@ -109,7 +140,7 @@ def deliver_many(rt: Runtime, key_list: list[str], delivery: str) -> list[Outcom
             ]
             rt.store.park(rest, scope=scope, earliest_ms=due + int(step_ms), step_ms=step_ms)
             out.extend(Outcome(k, "parked") for k in key_list[i:])
-            break
+            return
         if i and (time.monotonic() - t0 > budget_s or STOPPING.is_set()):
             # Keys started and not worked on are given back and published again; the others
             # were settled by the start itself (finished, delayed, busy: on the delay queue).
@@ -123,7 +154,8 @@ def deliver_many(rt: Runtime, key_list: list[str], delivery: str) -> list[Outcom
             why = "the worker is shutting down" if STOPPING.is_set() else f"{budget_s:.1f} s"
             log.info("bind batch: %d key(s) left after %s; published again", len(rest), why)
             out.extend(Outcome(k, "requeued") for k in key_list[i:])
-            break
+            return
         with key_scope(key):  # each key its own Sentry scope: events carry only its breadcrumbs
-            out.append(deliver(rt, key, tokens[i], in_batch=True, started=starts[i]))
-    return out
+            out.append(deliver(rt, key, tokens[i], in_batch=True, started=starts[i], later=later))
+        # A key that ended without a round trip of its own left the earlier success unwritten.
+        later.flush_unless(key)

@@ -63,16 +63,23 @@ def finish(rt: Runtime, key: str, latency_ms: float | None = None) -> Outcome:
 
 
 def log_outcome(rec: BindRecord, latency_ms: float | None = None) -> None:
-    log.info(
-        "%s key=%s status=%s code=%s attempts=%d latency_ms=%s request_id=%s pool=%s",
-        rec.action or "bind",
-        rec.key,
-        rec.status,
-        rec.code or "-",
-        rec.attempts,
-        f"{latency_ms:.1f}" if latency_ms is not None else "-",
-        rec.request_id or "-",
-        rec.pool or "-",
+    if log.isEnabledFor(logging.INFO):
+        log.info(outcome_line(rec, latency_ms))
+
+
+def log_outcomes(lines: list[str]) -> None:
+    """Outcome lines of one message, in one log record (one line, `` | `` between outcomes)."""
+    if lines and log.isEnabledFor(logging.INFO):
+        log.info(" | ".join(lines))
+
+
+def outcome_line(rec: BindRecord, latency_ms: float | None = None) -> str:
+    """``bind key=… status=… code=… attempts=… latency_ms=… request_id=… pool=…``"""
+    latency = f"{latency_ms:.1f}" if latency_ms is not None else "-"
+    return (
+        f"{rec.action or 'bind'} key={rec.key} status={rec.status} code={rec.code or '-'} "
+        f"attempts={rec.attempts} latency_ms={latency} request_id={rec.request_id or '-'} "
+        f"pool={rec.pool or '-'}"
     )
 
 

@@ -165,22 +165,22 @@ class Delivery(StoreBase):
         hist: dict[str, Any] | None,
         *,
         lease_token: str = "",
-    ) -> int:
+        client: Any = None,
+    ) -> Any:
         """Mark ``key`` succeeded (1; 0 if it was final already, -1 if there is no record). With
         ``lease_token``, also end the delivery in the same step (what :meth:`note_finish` and
-        :meth:`release_lease` would do)."""
+        :meth:`release_lease` would do). With ``client`` (a pipeline) the command is only queued
+        on it (queue ``self.wait`` after it; read its reply with ``int``)."""
         ts = now_ms()
-        return int(
-            self._run(
-                "succeed",
-                [*self._record_keys(key), keys.bind_lease(key), *self._finish_keys(key, ts)],
-                [
-                    *succeeded_args(json.dumps(result), request_id, ts, expire_at_s, hist),
-                    lease_token,
-                    *self._finish_args(key, ts),
-                ],
-            )
-        )
+        succeed_keys = [*self._record_keys(key), keys.bind_lease(key), *self._finish_keys(key, ts)]
+        args = [
+            *succeeded_args(json.dumps(result), request_id, ts, expire_at_s, hist),
+            lease_token,
+            *self._finish_args(key, ts),
+        ]
+        if client is not None:
+            return self.scripts.run("succeed", succeed_keys, args, client=client)
+        return int(self._run("succeed", succeed_keys, args))
 
     def schedule(
         self,

@@ -14,8 +14,9 @@ put back). The one difference from writing it at once: a process killed after ke
 and before that round trip (the time it takes to read and sign key ``i + 1``, well under a
 millisecond of CPU) leaves key ``i`` unwritten, as a kill between the answer and its own write
 did before; its stored request is re-sent on the next delivery, the vendor answers
-``SignatureNonceUsed``, and the key is dead-lettered as ``axb.AMBIGUOUS_OUTCOME`` for on-call.
-Never lost, never bound twice.
+``SignatureNonceUsed``, and the key is an ambiguous outcome like any other (dead-lettered as
+``axb.AMBIGUOUS_OUTCOME``, or bound again under ``AXB_ON_AMBIGUOUS=rebind``, its first binding
+in the possible-orphans ledger). Never lost, never silently bound twice.
 """
 
 from __future__ import annotations

@@ -4,10 +4,12 @@ request on the wire.
 Measured (issue 13): with one ``httpx.Client`` shared by 32 worker threads, most of the worker's
 samples waited on httpcore's pool lock, and ``Client.request`` itself (URL and header merging,
 cookies, auth and redirect machinery, event hooks) cost more CPU than the HTTP exchange. A signed
-vendor request needs none of that, so each thread gets its own ``httpx.HTTPTransport`` (its own
-pool and lock: no convoy) and sends an ``httpx.Request`` through the transport's public
-``handle_request``, the step ``Client.send`` ends with. Errors are httpx's own (the transport maps
-httpcore's), timeouts go in the request's ``timeout`` extension as the client would put them.
+vendor request needs none of that, so each thread gets its own transport (no lock convoy), a
+:class:`~worker.vendor.wire.WireTransport` (one kept-alive connection, written by hand because
+httpcore's pool and h11 cost most of a call's CPU: see that module), and sends an
+``httpx.Request`` through the transport's public ``handle_request``, the step ``Client.send``
+ends with. Errors are httpx's own, timeouts go in the request's ``timeout`` extension as the
+client would put them.
 
 A transport given by the caller (tests: ``httpx.MockTransport``) is used as it is, by every
 thread. When the environment names a proxy for the endpoint (``HTTPS_PROXY`` ...), each thread
@@ -16,6 +18,7 @@ gets a full ``httpx.Client`` instead, which honours it exactly as before.
 
 from __future__ import annotations
 
+import ssl
 import threading
 import urllib.request
 from urllib.parse import urlsplit
@@ -23,6 +26,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from worker.settings import Settings
+from worker.vendor.wire import WireTransport
 
 __all__ = ["USER_AGENT", "ThreadSender"]
 
@@ -60,6 +64,14 @@ class ThreadSender:
         self._local = threading.local()
         self._owned: list[httpx.BaseTransport | httpx.Client] = []
         self._lock = threading.Lock()
+        self._ssl_context: ssl.SSLContext | None = None
+
+    def _tls(self) -> ssl.SSLContext:
+        """httpx's default context (certifi, host names checked), built once for every thread."""
+        with self._lock:
+            if self._ssl_context is None:
+                self._ssl_context = httpx.create_ssl_context()
+            return self._ssl_context
 
     def _own(self, item: httpx.BaseTransport | httpx.Client) -> None:
         with self._lock:
@@ -80,7 +92,7 @@ class ThreadSender:
             return self._shared
         transport: httpx.BaseTransport | None = getattr(self._local, "transport", None)
         if transport is None:
-            transport = httpx.HTTPTransport(limits=self._limits)
+            transport = WireTransport(ssl_context=self._tls)
             self._local.transport = transport
             self._own(transport)
         return transport

@@ -1,0 +1,174 @@
+"""The vendor transport: one keep-alive HTTP/1.1 connection for one thread, written by hand.
+
+Why by hand (issue 13). httpx stays the client the code calls (``httpx.Request`` in,
+``httpx.Response`` out, httpx's exceptions), but ``httpx.HTTPTransport`` under it runs every
+request through httpcore's connection pool (locks, pool bookkeeping, a trace context per step)
+and h11's event machinery. Measured with ``python -m bench.vendor_cost`` (one thread, a local
+vendor answering at once, CPU of the calling thread): the HTTP exchange through
+``httpx.HTTPTransport`` cost about 280 µs per call, the same bytes through a plain socket about
+12 µs, and ``http.client`` about 67 µs. This transport is the plain socket plus the few rules a
+client needs (:mod:`worker.vendor.http11`): the send dropped to the cost of building the
+``httpx.Request`` and ``httpx.Response`` around it.
+
+What it keeps from httpcore, so that :func:`worker.vendor.client.map_transport_errors` decides
+"sent or not" exactly as before:
+
+- connecting (DNS, TCP, TLS handshake with certificate and host name checks) fails as
+  ``httpx.ConnectTimeout`` / ``httpx.ConnectError``: nothing was sent;
+- once bytes may have left, every failure is ``ReadTimeout``, ``WriteTimeout``, ``ReadError``,
+  ``WriteError`` or ``RemoteProtocolError``: the vendor may have received the request;
+- a write that fails is not the end: as httpcore does, the response is read anyway (a server
+  may answer and close early), and the read's failure is what is raised;
+- a kept-alive connection is reused only if it has been idle under ``keepalive_expiry_s``
+  (httpx's default, 5 s) and its socket is not readable (a readable idle socket means the server
+  closed it, or sent what nobody asked for). Otherwise it is dropped and a new one opened
+  *before* anything is sent. A request is never sent twice: if a connection dies under a
+  request, that request fails (``RemoteProtocolError`` "Server disconnected without sending a
+  response.", as httpcore says), because the vendor may have applied it; BindAxb's no-double-bind
+  rule needs the same signed request re-sent later, for the nonce proof, not a silent copy.
+
+Timeouts come from the request's ``timeout`` extension (``connect``, ``read``, ``write``), as
+httpx's client puts them there. One transport is one connection: give each thread its own
+(:class:`~worker.vendor.sender.ThreadSender` does); a transport shared by threads serialises them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from worker.vendor.http11 import Answer, Reader, request_bytes
+
+__all__ = ["WireTransport"]
+
+KEEPALIVE_EXPIRY_S = 5.0  # httpx.Limits' default keepalive_expiry
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class _Connection:
+    """One open socket to one origin."""
+
+    def __init__(self, origin: tuple[str, str, int], sock: socket.socket) -> None:
+        self.origin = origin
+        self.sock = sock
+        self.idle_since = time.monotonic()
+        self._poll = select.poll()
+        self._poll.register(sock, select.POLLIN)
+
+    def reusable(self, origin: tuple[str, str, int], now: float, expiry_s: float) -> bool:
+        if origin != self.origin or now - self.idle_since > expiry_s:
+            return False
+        if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+            return False
+        return not self._poll.poll(0)  # readable while idle: closed by the server (or garbage)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):  # closing never matters more than the error at hand
+            self.sock.close()
+
+
+class WireTransport(httpx.BaseTransport):
+    """An ``httpx.BaseTransport`` over one kept-alive HTTP/1.1 (or HTTPS) connection."""
+
+    def __init__(
+        self,
+        *,
+        ssl_context: ssl.SSLContext | Callable[[], ssl.SSLContext] | None = None,
+        keepalive_expiry_s: float = KEEPALIVE_EXPIRY_S,
+    ) -> None:
+        """``ssl_context``: a context, or a function returning one (called at the first https
+        connection); by default httpx's own (certifi, host names checked, ``SSL_CERT_FILE``)."""
+        self._ssl_context = ssl_context
+        self._keepalive_expiry_s = keepalive_expiry_s
+        self._conn: _Connection | None = None
+        self._lock = threading.Lock()
+
+    def _tls(self) -> ssl.SSLContext:
+        ctx = self._ssl_context
+        if ctx is None:
+            ctx = self._ssl_context = httpx.create_ssl_context()
+        elif not isinstance(ctx, ssl.SSLContext):
+            ctx = self._ssl_context = ctx()
+        return ctx
+
+    def _connect(
+        self, origin: tuple[str, str, int], timeout_s: float | None, request: httpx.Request
+    ) -> _Connection:
+        scheme, host, port = origin
+        try:
+            sock = socket.create_connection((host, port), timeout_s)
+        except TimeoutError as exc:
+            raise httpx.ConnectTimeout(str(exc) or "timed out", request=request) from exc
+        except OSError as exc:
+            raise httpx.ConnectError(str(exc), request=request) from exc
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if scheme == "https":
+                sock = self._tls().wrap_socket(sock, server_hostname=host)  # handshake, under timeout_s
+        except TimeoutError as exc:
+            sock.close()
+            raise httpx.ConnectTimeout(str(exc) or "timed out", request=request) from exc
+        except OSError as exc:  # ssl.SSLError (a bad certificate too) is an OSError
+            sock.close()
+            raise httpx.ConnectError(str(exc), request=request) from exc
+        return _Connection(origin, sock)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        scheme = url.scheme
+        if scheme not in _DEFAULT_PORTS:
+            raise httpx.UnsupportedProtocol(f"Request URL has an unsupported protocol '{scheme}://'.")
+        origin = (scheme, url.host, url.port or _DEFAULT_PORTS[scheme])
+        timeouts = request.extensions.get("timeout") or {}
+        data = request_bytes(request)  # refused here (LocalProtocolError) before anything is sent
+        head_only = request.method == "HEAD"
+        with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None and not conn.reusable(origin, time.monotonic(), self._keepalive_expiry_s):
+                conn.close()
+                conn = None
+            if conn is None:
+                conn = self._connect(origin, timeouts.get("connect"), request)
+            try:
+                answer = self._exchange(conn.sock, data, request, timeouts, head_only)
+            except BaseException:
+                conn.close()
+                raise
+            if answer.keep:
+                conn.idle_since = time.monotonic()
+                self._conn = conn
+            else:
+                conn.close()
+        return httpx.Response(
+            answer.status,
+            headers=answer.headers,
+            stream=httpx.ByteStream(answer.body),
+            extensions={"http_version": answer.http_version, "reason_phrase": answer.reason},
+            request=request,
+        )
+
+    @staticmethod
+    def _exchange(
+        sock: socket.socket, data: bytes, request: httpx.Request, timeouts: dict[str, Any], head_only: bool
+    ) -> Answer:
+        try:
+            sock.settimeout(timeouts.get("write"))
+            sock.sendall(data)
+        except TimeoutError as exc:
+            raise httpx.WriteTimeout(str(exc) or "timed out", request=request) from exc
+        except OSError:
+            pass  # as httpcore: the server may have answered before closing; the read tells
+        return Reader(sock, request).answer(timeouts.get("read"), head_only=head_only)
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()

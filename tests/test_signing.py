@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import httpx
 import pytest
@@ -335,6 +335,15 @@ def test_percent_encode_is_rfc3986_as_the_sdks_do_it() -> None:
     """Space becomes %20, * becomes %2A, ~ is kept, and UTF-8 bytes are escaped in upper-case hex."""
     assert percent_encode(" *~+&=/%北") == "%20%2A~%2B%26%3D%2F%25%E5%8C%97"
     assert percent_encode("AZaz09-_.~") == "AZaz09-_.~"
+
+
+@given(value=st.text() | st.from_regex(r"[A-Za-z0-9_.~-]*", fullmatch=True))
+def test_percent_encode_and_the_v1_re_encoding_equal_quote_for_any_text(value: str) -> None:
+    """The shortcuts (a plain value is returned as it is; v1 re-encodes a canonical query with a
+    translate table) give exactly what ``urllib.parse.quote(..., safe="~")`` gives."""
+    assert percent_encode(value) == quote(value, safe="~", encoding="utf-8")
+    query = canonical_query({"K" + value: value, "A": "x y"})
+    assert v1_string_to_sign("GET", {}, query=query) == f"GET&%2F&{quote(query, safe='~')}"
 
 
 # --- the wire ----------------------------------------------------------------------------------

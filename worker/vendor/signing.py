@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,8 +28,18 @@ V3_ALGORITHM = "ACS3-HMAC-SHA256"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
+# What ``quote(value, safe="~")`` leaves as it is: a value made only of these (phone numbers, ids,
+# parameter names) is its own encoding, and the check costs a tenth of ``quote``.
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
+# A canonical query holds unreserved characters, ``%XY`` escapes, ``=`` and ``&`` only: encoding
+# it again (v1's string to sign) only touches these three.
+_REENCODE = str.maketrans({"%": "%25", "=": "%3D", "&": "%26"})
+
+
 def percent_encode(value: str) -> str:
     """RFC 3986 encoding as the SDKs do it: space → ``%20``, ``*`` → ``%2A``, ``~`` kept."""
+    if _UNRESERVED.fullmatch(value):
+        return value
     return quote(value, safe="~", encoding="utf-8")
 
 
@@ -62,12 +73,14 @@ def new_nonce() -> str:
 # --- v1 ---------------------------------------------------------------------------------------
 
 
-def v1_string_to_sign(method: str, params: Mapping[str, str]) -> str:
-    return f"{method}&%2F&{percent_encode(canonical_query(params))}"
+def v1_string_to_sign(method: str, params: Mapping[str, str], *, query: str | None = None) -> str:
+    """``query``: ``canonical_query(params)`` if the caller has it already."""
+    query = canonical_query(params) if query is None else query
+    return f"{method}&%2F&{query.translate(_REENCODE)}"
 
 
 def v1_signature(string_to_sign: str, secret: str) -> str:
-    digest = hmac.new((secret + "&").encode(), string_to_sign.encode(), hashlib.sha1).digest()
+    digest = hmac.digest((secret + "&").encode(), string_to_sign.encode(), "sha1")
     return base64.b64encode(digest).decode()
 
 
@@ -75,12 +88,19 @@ def v1_signature(string_to_sign: str, secret: str) -> str:
 
 
 def v3_canonical_request(
-    method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str], payload_sha256: str
+    method: str,
+    path: str,
+    query: Mapping[str, str],
+    headers: Mapping[str, str],
+    payload_sha256: str,
+    *,
+    query_string: str | None = None,
 ) -> tuple[str, str]:
     """Return ``(canonical_request, signed_header_names)`` for the headers given (all signed).
 
     As the Tea SDK does it: names lower-cased and sorted, values stripped, and the values of names
-    that differ only in case joined, sorted, with ``,``.
+    that differ only in case joined, sorted, with ``,``. ``query_string``: ``canonical_query(query)``
+    if the caller has it already.
     """
     lowered: dict[str, list[str]] = {}
     for k, v in headers.items():
@@ -89,7 +109,14 @@ def v3_canonical_request(
     canonical_headers = "".join(f"{n}:{','.join(sorted(lowered[n]))}\n" for n in names)
     signed = ";".join(names)
     canonical = "\n".join(
-        [method, path or "/", canonical_query(query), canonical_headers, signed, payload_sha256]
+        [
+            method,
+            path or "/",
+            canonical_query(query) if query_string is None else query_string,
+            canonical_headers,
+            signed,
+            payload_sha256,
+        ]
     )
     return canonical, signed
 
@@ -99,7 +126,7 @@ def v3_string_to_sign(canonical_request: str) -> str:
 
 
 def v3_signature(string_to_sign: str, secret: str) -> str:
-    return hmac.new(secret.encode(), string_to_sign.encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(secret.encode(), string_to_sign.encode(), "sha256").hex()
 
 
 # --- requests ---------------------------------------------------------------------------------
@@ -179,7 +206,9 @@ def sign_request(
                 "RegionId": region_id,
             }
         )
-        query["Signature"] = v1_signature(v1_string_to_sign(method, query), secret)
+        query_string = canonical_query(query)
+        signature = v1_signature(v1_string_to_sign(method, query, query=query_string), secret)
+        query["Signature"] = signature
         return SignedRequest(
             method=method,
             url=f"{base}?{canonical_query(query)}",
@@ -198,12 +227,14 @@ def sign_request(
         "x-acs-signature-nonce": nonce,
         "x-acs-content-sha256": EMPTY_SHA256,
     }
-    canonical, signed_names = v3_canonical_request(method, "/", params, headers, EMPTY_SHA256)
+    query_string = canonical_query(params)
+    canonical, signed_names = v3_canonical_request(
+        method, "/", params, headers, EMPTY_SHA256, query_string=query_string
+    )
     signature = v3_signature(v3_string_to_sign(canonical), secret)
     headers["authorization"] = (
         f"{V3_ALGORITHM} Credential={access_key_id},SignedHeaders={signed_names},Signature={signature}"
     )
-    query_string = canonical_query(params)
     return SignedRequest(
         method=method,
         url=f"{base}?{query_string}" if query_string else base,

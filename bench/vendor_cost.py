@@ -16,8 +16,10 @@ Transports compared side by side in one run, in turns (so load drifts hit all of
 - ``httpx.HTTPTransport``: httpx's own transport under the per-thread sender (before this change);
 - ``wire``: the worker's default per-thread transport (:mod:`worker.vendor.wire`).
 
-``--callgrind`` runs a few calls of one transport under valgrind instead and prints its
-instruction count per call, which does not depend on the machine's load.
+``--callgrind`` runs a few calls of each path under valgrind instead and prints its instruction
+count per call, which does not depend on the machine's load. ``--tree DIR`` measures the
+``worker`` package of another checkout (e.g. ``--tree /work/main`` for the code before a change;
+its default sender is then what ``wire`` runs).
 """
 
 from __future__ import annotations
@@ -236,7 +238,7 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _callgrind(endpoint: str, name: str, n: int, signature: str) -> None:
+def _callgrind(endpoint: str, name: str, n: int, signature: str, tree: str) -> None:
     """Instructions per call of ``name``: a run of n calls minus a run of 0 (imports, warm-up)."""
     counts = []
     for calls in (0, n):
@@ -257,6 +259,7 @@ def _callgrind(endpoint: str, name: str, n: int, signature: str) -> None:
                 endpoint,
                 "--signature",
                 signature,
+                *(["--tree", tree] if tree else []),
             ],
             check=True,
             capture_output=True,
@@ -265,7 +268,10 @@ def _callgrind(endpoint: str, name: str, n: int, signature: str) -> None:
             total = next(int(line.split()[1]) for line in f if line.startswith("summary:"))
         os.unlink(out)
         counts.append(total)
-    print(f"{name}: {(counts[1] - counts[0]) / n / 1e3:.0f} k instructions per call (callgrind, n={n})")
+    where = f" [{tree}]" if tree else ""
+    print(
+        f"{name}{where}: {(counts[1] - counts[0]) / n / 1e3:.0f} k instructions per call (callgrind, n={n})"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -280,10 +286,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--callgrind", action="store_true", help="instruction counts under valgrind (small n)"
     )
+    parser.add_argument("--tree", default="", help="measure the worker package of this checkout")
     parser.add_argument("--inner", default="", help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     names = tuple(p for p in args.paths.split(",") if p)
+    if args.tree:
+        sys.path.insert(0, os.path.abspath(args.tree))
     if args.inner:  # one run under callgrind
         path = Path(args.inner, args.endpoint, args.signature)
         stored = [_stored_request(i) for i in range(50)]
@@ -295,9 +304,12 @@ def main(argv: list[str] | None = None) -> int:
     with vendor as endpoint:
         if args.callgrind:
             for name in names:
-                _callgrind(endpoint, name, args.n, args.signature)
+                _callgrind(endpoint, name, args.n, args.signature, args.tree)
             return 0
         result = compare(endpoint, args.n, args.rounds, args.signature, names)
+    import worker
+
+    print(f"worker package: {os.path.dirname(worker.__file__)}")
     print(
         f"CPU of one thread per BindAxb call ({args.n} calls per path, {args.signature}, "
         f"{'simulator' if args.simulator else 'canned answer'}, load {os.getloadavg()[0]:.1f})"

@@ -117,11 +117,11 @@ class ScriptedServer:
                 continue
             except OSError:
                 return
+            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            t.start()
             with self._lock:
                 self.connections += 1
-            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            self._threads.append(t)
-            t.start()
+                self._threads.append(t)
 
     def _next_step(self, head: bytes) -> Step:
         with self._lock:
@@ -154,10 +154,12 @@ class ScriptedServer:
 
     def close(self) -> None:
         self.stop.set()
-        self._sock.close()
-        for t in self._threads:
-            t.join(5)
         self._accepter.join(5)
+        self._sock.close()
+        with self._lock:
+            threads = list(self._threads)
+        for t in threads:
+            t.join(5)
 
     def __enter__(self) -> ScriptedServer:
         return self

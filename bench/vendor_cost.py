@@ -29,6 +29,7 @@ import json
 import multiprocessing
 import os
 import socket
+import socketserver
 import statistics
 import subprocess
 import sys
@@ -61,26 +62,22 @@ _CANNED_ANSWER = (
 )
 
 
+class _Canned(socketserver.StreamRequestHandler):
+    """Answers every request with the same BindAxb answer (the requests carry no body)."""
+
+    def handle(self) -> None:
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        while line := self.rfile.readline():
+            if line in (b"\r\n", b"\n"):  # the end of a request head
+                self.wfile.write(_CANNED_ANSWER)
+
+
 def _serve_canned(sock: socket.socket) -> None:
-    """Answer every request on every connection with the same BindAxb answer (requests carry no body)."""
-    import threading
-
-    def one(conn: socket.socket) -> None:
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        buf = b""
-        with conn:
-            while True:
-                while b"\r\n\r\n" not in buf:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        return
-                    buf += chunk
-                _head, _, buf = buf.partition(b"\r\n\r\n")
-                conn.sendall(_CANNED_ANSWER)
-
-    while True:
-        conn, _ = sock.accept()
-        threading.Thread(target=one, args=(conn,), daemon=True).start()
+    server = socketserver.ThreadingTCPServer(sock.getsockname(), _Canned, bind_and_activate=False)
+    server.socket.close()
+    server.socket = sock
+    server.daemon_threads = True
+    server.serve_forever()
 
 
 @contextmanager

@@ -107,10 +107,7 @@ def dead_letters(request: Request, sess: Sess) -> Response:
 
 @router.get("/dlq/{entry_id}", response_class=HTMLResponse)
 def dead_letter(request: Request, entry_id: str, sess: Sess) -> Response:
-    try:
-        dl = DeadLetters(get_runtime().redis).get(parse_entry_id(entry_id))
-    except SelectionError:
-        dl = None
+    dl = _dead_letter(entry_id)
     if dl is None:
         return render(request, "missing.html", sess, 404, what="dead letter with that id")
     numbers = show_numbers(request, sess)
@@ -125,11 +122,25 @@ def dead_letter(request: Request, entry_id: str, sess: Sess) -> Response:
     )
 
 
+def _dead_letter(entry_id: str) -> DeadLetter | None:
+    try:
+        return DeadLetters(get_runtime().redis).get(parse_entry_id(entry_id))
+    except SelectionError:
+        return None
+
+
 @router.get("/bind", response_class=HTMLResponse)
-def bind(request: Request, sess: Sess, key: str = "") -> Response:
+def bind(request: Request, sess: Sess, key: str = "", entry: str = "") -> Response:
+    """A bind by key, or by the id of its dead letter (``entry``): a link that names the bind
+    without putting a number held in its key into the page."""
     from worker.producer import get_result
 
     numbers = show_numbers(request, sess)
+    if entry and not key:
+        dl = _dead_letter(entry)
+        if dl is None:
+            return render(request, "missing.html", sess, 404, what="dead letter with that id")
+        key = dl.key
     key = key.strip()[:256]
     if not key:
         return render(request, "bind.html", sess, key="", doc=None, sent={}, history=[], numbers=numbers)

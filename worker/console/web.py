@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import HTTPException, Request
 from fastapi.responses import HTMLResponse
@@ -29,6 +30,17 @@ def when(ms: Any) -> str:
 
 
 templates.env.filters["when"] = when
+
+
+def numbers_href(request: Request, on: bool) -> str:
+    """This page's address (its key, filters) with numbers asked for, or not."""
+    params = [(k, v) for k, v in request.query_params.multi_items() if k != "numbers"]
+    if on:
+        params.append(("numbers", "1"))
+    return f"?{urlencode(params)}"
+
+
+templates.env.globals["numbers_href"] = numbers_href
 
 
 class LoginRequired(Exception):

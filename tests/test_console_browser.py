@@ -1,99 +1,48 @@
 """The on-call console in a real headless browser (Debian's chromium driven by Playwright),
-against a real ``axb api`` process, a real Celery worker and the Dypls simulator.
+against a real ``axb api`` process, a real Celery worker and the Dypls simulator: the issue's
+walk-through (log in, chart, filter, open, replay, purge, audit), ambiguous dead letters
+(rebind, mark resolved, the orphans page), live updates, numbers shown only on request, and
+the pages at a phone's width.
 
 One browser per module (start-up is the slow part). With ``AXB_SCREENSHOTS=1`` the tests write
-docs/console-overview.png, docs/console-dead-letter.png and docs/console-phone.png.
+docs/console-overview.png, docs/console-dead-letter.png, docs/console-ambiguous.png and
+docs/console-phone.png.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from playwright.sync_api import expect
 
-from tests.api_fixture import ApiProcess, api_pipeline_fixture, api_server_fixture, make_token
-from tests.console_helpers import make_dead_letter
-from tests.pipeline_fixture import ROOT
-from tests.test_pipeline import request
+from tests.api_fixture import api_pipeline_fixture, api_server_fixture
+from tests.console_helpers import (
+    DOCS,
+    LAPTOP,
+    PHONE,
+    SCREENSHOTS,
+    ambiguous_bind,
+    browser_fixture,
+    log_in,
+    needs_chromium,
+    no_raw_number,
+    overflow_px,
+    page_fixture,
+    raw_numbers_on,
+)
+from tests.test_pipeline import bindings_for, expiration, request
 from tests.waiting import wait_until
+from worker.console.web import when
+from worker.deadletters import DeadLetters
 from worker.orphans import list_possible_orphans
 from worker.producer import enqueue_binds, get_result
 from worker.runtime import Runtime
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-SCREENSHOTS = os.environ.get("AXB_SCREENSHOTS") == "1"
-DOCS = ROOT / "docs"
-# Every number the tests bind, raw: none may be on a page.
-RAW = [f"1380000{i:04d}" for i in range(60, 70)] + [f"1390000{i:04d}" for i in range(60, 70)]
-
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason="needs Debian's chromium (.ci/run installs it)"
-)
+pytestmark = needs_chromium
 api_server = api_server_fixture()
 pipeline = api_pipeline_fixture()
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """One Chromium for the module, on a new empty profile (never `playwright install`)."""
-    from playwright.sync_api import sync_playwright
-
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    with sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            str(profile),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=FLAGS,
-            viewport={"width": 1280, "height": 860},
-        )
-        try:
-            yield context
-        finally:
-            context.close()
-    shutil.rmtree(profile, ignore_errors=True)
-
-
-@pytest.fixture
-def page(browser: Any, api_server: ApiProcess, redis_url: str) -> Iterator[Any]:
-    browser.clear_cookies()
-    p = browser.new_page()
-    p.set_default_timeout(15_000)
-    csp_errors: list[str] = []
-    p.on("console", lambda m: csp_errors.append(m.text) if "Content Security Policy" in m.text else None)
-    p.base = api_server.url  # type: ignore[attr-defined]
-    yield p
-    p.close()
-    assert csp_errors == [], csp_errors
-
-
-def log_in(page: Any, redis_url: str, scopes: str = "operate") -> None:
-    token = make_token(redis_url, "alice-oncall", scopes)
-    page.goto(f"{page.base}/console/")
-    assert page.url.endswith("/console/login")
-    page.fill("input[name=token]", token)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{page.base}/console/")
-
-
-def no_raw_number(page: Any) -> None:
-    html = page.content()
-    assert not [n for n in RAW if n in html]
+browser = browser_fixture()
+page = page_fixture()
 
 
 def dead_letters_from_a_real_worker(simulator: Any) -> list[str]:
@@ -115,8 +64,16 @@ def test_on_call_sees_a_real_dead_letter_filters_opens_replays_and_purges_it_and
     refused_key, bad_pool_key = dead_letters_from_a_real_worker(simulator)
     log_in(page, redis_url)
 
-    # The overview: a chart with lines, the dead letters counted, live.
+    # The overview: charts with lines (binds by outcome, dead letters by code; hour and day),
+    # the dead letters counted, live.
+    captions = page.locator("figure.chart figcaption").all_inner_texts()
+    for span in ("Last hour", "Last day"):
+        for what in ("binds by outcome", "dead letters by code"):
+            assert any(c.startswith(f"{span}: {what}") for c in captions), captions
     assert page.locator("svg polyline.s-dead").count() >= 1 and page.locator("svg polyline.s-ok").count() >= 1
+    legends = page.locator("figure.chart ul.legend").all_inner_texts()
+    assert "succeeded: 4" in legends[0] and "dead_lettered: 2" in legends[0]
+    assert "isv.ACCOUNT_ABNORMAL: 1" in legends[1] and "isv.POOLKEY_NOT_EXISTS: 1" in legends[1]
     assert page.locator("#dead-letters").inner_text() == "2"
     assert "No hold: calls flow." in page.content()
     if SCREENSHOTS:
@@ -142,12 +99,12 @@ def test_on_call_sees_a_real_dead_letter_filters_opens_replays_and_purges_it_and
     assert "138****0060" in page.locator("pre.request").inner_text()
     history = page.locator("table").last.inner_text()
     assert "isv.ACCOUNT_ABNORMAL" in history
+    [entry] = [d for d in DeadLetters(pipeline.redis).entries() if d.key == refused_key]
+    assert entry.request_id and entry.request_id in page.locator("dl.facts").inner_text()
+    assert entry.request_id in history  # each attempt's RequestId
     no_raw_number(page)
     if SCREENSHOTS:
         page.screenshot(path=str(DOCS / "console-dead-letter.png"), full_page=True)
-        page.set_viewport_size({"width": 390, "height": 844})
-        page.screenshot(path=str(DOCS / "console-phone.png"), full_page=True)
-        page.set_viewport_size({"width": 1280, "height": 860})
 
     # Replay it once the vendor accepts, and watch it succeed.
     simulator.clear_faults()
@@ -158,7 +115,10 @@ def test_on_call_sees_a_real_dead_letter_filters_opens_replays_and_purges_it_and
     wait_until(lambda: (r := get_result(refused_key)) is not None and r.status == "succeeded", timeout=15)
     page.goto(f"{page.base}/console/bind?key={refused_key}")
     assert page.locator("#bind-status").inner_text() == "succeeded"
+    assert page.locator("#bind-state").inner_text() != "-"
     assert "SecretNo" in page.locator("#dto").inner_text()
+    history = page.locator("#history").inner_text()
+    assert "isv.ACCOUNT_ABNORMAL" in history and "OK" in history  # the refusal, then the replay
     no_raw_number(page)
 
     # Purge the unknown-pool entry, after confirming.
@@ -176,33 +136,183 @@ def test_on_call_sees_a_real_dead_letter_filters_opens_replays_and_purges_it_and
     assert bad_pool_key not in page.content() and refused_key not in page.content()
 
 
-def test_an_ambiguous_dead_letter_offers_only_rebind_or_resolve_and_rebind_records_an_orphan(
+def test_the_overview_updates_live_without_a_reload_when_a_worker_finishes_binds(
     page: Any, redis_url: str, celery_worker: Any, simulator: Any, pipeline: Runtime
 ) -> None:
-    for key, i in (("amb-1", 63), ("amb-2", 62)):
-        make_dead_letter(pipeline, key, i, "axb.AMBIGUOUS_OUTCOME")
     log_in(page, redis_url)
+    outcomes = page.locator("figure.chart ul.legend").first
+    assert outcomes.inner_text() == "nothing yet"
+    updated = page.locator("p.updated").inner_text()
+    # A mark on this document: a reload (console.js reloads on a lost session) would drop it.
+    page.evaluate("document.documentElement.dataset.loadedOnce = 'yes'")
+    for h in enqueue_binds([request(i) for i in range(64, 67)]).handles:
+        assert h.result(timeout=15).ok
+    expect(outcomes).to_contain_text("succeeded: 3", timeout=15_000)
+    assert page.evaluate("document.documentElement.dataset.loadedOnce") == "yes"
+    assert page.locator("p.updated").inner_text() != updated
+    assert page.locator("#in-flight").inner_text() == "0"
+
+
+def binds_with_numbers(pipeline: Runtime) -> str:
+    """A bind that succeeds, and one whose answer is lost (an ambiguous dead letter and a
+    possible orphan), each with a number in its key too; the second's key."""
+    assert enqueue_binds([request(68, OutId="trip-13800000068")]).handles[0].result(timeout=15).ok
+    return ambiguous_bind(pipeline, 69, OutId="trip-13800000069").key
+
+
+def test_numbers_are_masked_on_every_page_unless_a_numbers_user_asks_on_that_page(
+    page: Any, redis_url: str, celery_worker: Any, simulator: Any, pipeline: Runtime
+) -> None:
+    """Both ways: `operate` alone never sees a number, not even with ?numbers=1; `numbers` sees
+    them on the one page where it clicks "Show numbers on this page", and the next page is
+    masked again."""
+    key = binds_with_numbers(pipeline)
+    [entry] = DeadLetters(pipeline.redis).entries()
+    [orphan] = list_possible_orphans(pipeline.redis)
+    assert entry.key == orphan.key == key
+    pages = {
+        "dead letters": ("/console/dlq?text=trip", "13800000069"),
+        "a dead letter": (f"/console/dlq/{entry.id}", "13800000069"),
+        "its bind": (f"/console/bind?entry={entry.id}", "13800000069"),
+        "orphans": ("/console/orphans", "13800000069"),
+    }
+
+    log_in(page, redis_url, "operate", "oncall")
+    for path, _ in pages.values():
+        sep = "&" if "?" in path else "?"
+        page.goto(f"{page.base}{path}{sep}numbers=1")
+        assert page.locator("#show-numbers").count() == 0
+        no_raw_number(page)
+
+    page.context.clear_cookies()
+    log_in(page, redis_url, "operate,numbers", "lead")
+    for name, (path, number) in pages.items():
+        page.goto(f"{page.base}{path}")
+        no_raw_number(page)
+        page.click("#show-numbers")
+        page.wait_for_url("**numbers=1**")
+        assert number in page.content(), name
+        assert page.locator("#mask-numbers").count() == 1
+        page.click("nav >> text=Overview")
+        page.goto(f"{page.base}{path}")  # the next visit: masked again
+        no_raw_number(page)
+    # The bind page with numbers shows the request's numbers and the DTO's X number.
+    page.goto(f"{page.base}/console/bind?entry={entry.id}&numbers=1")
+    assert "13800000069" in page.content() and "13900000069" in page.content()
+    # The audit page is masked for everyone: there is no toggle.
+    page.goto(f"{page.base}/console/audit")
+    assert page.locator("#show-numbers").count() == 0
+
+
+def test_every_page_fits_a_phone_without_sideways_scrolling(
+    page: Any, redis_url: str, celery_worker: Any, simulator: Any, pipeline: Runtime
+) -> None:
+    """390 x 844 (a common phone): no page is wider than the window; long codes, keys and
+    tables wrap or scroll inside their own box."""
+    refused_key, bad_pool_key = dead_letters_from_a_real_worker(simulator)
+    ambiguous_bind(pipeline, 63)  # and a possible orphan
+    page.set_viewport_size(PHONE)
+    page.goto(f"{page.base}/console/login")
+    assert overflow_px(page) <= 0, "login"
+    log_in(page, redis_url)
+    wide: dict[str, int] = {}
+    wide["overview"] = overflow_px(page)
+    if SCREENSHOTS:
+        page.screenshot(path=str(DOCS / "console-phone.png"), full_page=True)
+    [entry] = [d for d in DeadLetters(pipeline.redis).entries() if d.key == refused_key]
+    for name, path in (
+        ("dead letters", "/console/dlq"),
+        ("a dead letter", f"/console/dlq/{entry.id}"),
+        ("a bind", f"/console/bind?key={bad_pool_key}"),
+        ("orphans", "/console/orphans"),
+    ):
+        page.goto(f"{page.base}{path}")
+        wide[name] = overflow_px(page)
+        no_raw_number(page)
     page.goto(f"{page.base}/console/dlq")
+    page.click("button[value=purge] >> nth=1")  # purge all matching: the confirmation page
+    wide["confirm"] = overflow_px(page)
+    page.click("#confirm")
+    page.wait_for_url(f"{page.base}/console/audit")
+    wide["audit"] = overflow_px(page)
+    assert {k: v for k, v in wide.items() if v > 0} == {}, wide
+    page.set_viewport_size(LAPTOP)
+    assert raw_numbers_on(page) == []
+
+
+def test_on_call_rebinds_one_ambiguous_dead_letter_and_resolves_another_from_the_console(
+    page: Any,
+    redis_url: str,
+    celery_worker: Any,
+    simulator: Any,
+    pipeline: Runtime,
+) -> None:
+    assert pipeline.settings.on_ambiguous == "dead_letter"
+    first = ambiguous_bind(pipeline, 63, Expiration=expiration(24 * 60))
+    second = ambiguous_bind(pipeline, 62, Expiration=expiration(24 * 60))
+    assert len(bindings_for(simulator, "order-63")) == 1  # the lost answer's binding exists
+    entries = {d.key: d for d in DeadLetters(pipeline.redis).entries()}
+    log_in(page, redis_url)
+    no_raw_number(page)
+
+    # Both marked ambiguous in the list.
+    page.click("nav >> text=Dead letters")
     assert page.locator("tr.ambiguous").count() == 2
-    page.locator("tr.ambiguous", has_text="amb-1").locator("a").first.click()
+    assert page.locator("tr.ambiguous .badge", has_text="ambiguous").count() == 2
+    no_raw_number(page)
+
+    # The first: no replay, only rebind (with the Expiration) or mark resolved.
+    page.locator("tr.ambiguous", has_text="order-63").locator("a").first.click()
+    assert "ambiguous" in page.locator("p.warnbox").inner_text()
     assert page.locator("button[value=replay]").count() == 0
     rebind = page.locator("button[value=rebind]")
-    assert "may leave an orphan until" in rebind.inner_text()
-    rebind.click()
-    page.click("#confirm")
-    page.wait_for_url(f"{page.base}/console/audit")
-    wait_until(lambda: (r := get_result("amb-1")) is not None and r.status == "succeeded", timeout=15)
-    [orphan] = list_possible_orphans(pipeline.redis)
-    assert orphan.key == "amb-1"
-
-    page.goto(f"{page.base}/console/dlq")
-    page.locator("tr.ambiguous", has_text="amb-2").locator("a").first.click()
-    page.fill("input[name=note]", "checked the vendor console: bound as 170****0001")
-    page.click("button[value=resolve]")
-    page.click("#confirm")
-    page.wait_for_url(f"{page.base}/console/audit")
-    assert page.locator("tr.op-rebind", has_text="alice-oncall").count() == 1
-    assert "checked the vendor console" in page.locator("tr.op-resolve").inner_text()
-    page.goto(f"{page.base}/console/orphans")
-    assert "amb-1" in page.locator("table").inner_text()
+    until = when(entries["order-63"].request_expires_ms())
+    assert until != "-" and abs(entries["order-63"].request_expires_ms() - first.expires_at) < 60_000
+    assert rebind.inner_text() == f"Rebind (may leave an orphan until {until})"
+    assert page.locator("button[value=resolve]").inner_text() == "Mark resolved"
     no_raw_number(page)
+    if SCREENSHOTS:
+        page.screenshot(path=str(DOCS / "console-ambiguous.png"), full_page=True)
+
+    # Rebind it, after confirming; the worker binds afresh and succeeds.
+    rebind.click()
+    assert "Confirm: rebind 1" in page.locator("h1").inner_text()
+    assert f"may leave an orphan until {until}" in page.locator("ul.confirm-list").inner_text()
+    no_raw_number(page)
+    page.click("#confirm")
+    page.wait_for_url(f"{page.base}/console/audit")
+    no_raw_number(page)
+    wait_until(lambda: (r := get_result("order-63")) is not None and r.status == "succeeded", timeout=20)
+    assert len(bindings_for(simulator, "order-63")) == 2  # the first copy's, and the rebind's
+
+    # The bind page says so; the orphans page lists the first copy, noted as rebound here.
+    page.goto(f"{page.base}/console/bind?key=order-63")
+    assert page.locator("#bind-status").inner_text() == "succeeded"
+    assert page.locator("#possible-orphan").inner_text().startswith("yes")
+    no_raw_number(page)
+    page.click("#possible-orphan a")
+    page.wait_for_url(f"{page.base}/console/orphans")
+    row = page.locator("table tbody tr", has_text="order-63")
+    assert row.count() == 1 and "rebound from the console by alice-oncall" in row.inner_text()
+    assert until in row.inner_text()  # listed until the first copy's Expiration
+    no_raw_number(page)
+    assert [o.key for o in list_possible_orphans(pipeline.redis)].count("order-63") == 1
+
+    # The second: mark resolved with a note, after confirming.
+    page.goto(f"{page.base}/console/dlq/{entries['order-62'].id}")
+    page.fill("input[name=note]", "checked the vendor console: bound, unbound it by hand")
+    page.click("button[value=resolve]")
+    assert "Confirm: mark resolved 1" in page.locator("h1").inner_text()
+    page.click("#confirm")
+    page.wait_for_url(f"{page.base}/console/audit")
+    rebound = page.locator("tr.op-rebind", has_text="alice-oncall")
+    resolved = page.locator("tr.op-resolve", has_text="alice-oncall")
+    assert rebound.count() == 1 and resolved.count() == 1
+    assert entries["order-63"].id in rebound.inner_text()
+    assert entries["order-62"].id in resolved.inner_text()
+    assert "checked the vendor console" in resolved.inner_text()
+    no_raw_number(page)
+    page.goto(f"{page.base}/console/dlq")
+    assert page.locator("table.entries tbody tr.ambiguous").count() == 0
+    rec = get_result("order-62")
+    assert rec is not None and rec.status == "dead_lettered" and second.possible_orphan

@@ -204,9 +204,9 @@ def test_replay_all_of_a_filter_asks_first_then_replays_only_the_matching_entrie
 
 def test_axb_console_serves_the_console_on_its_own_port(api_server: ApiProcess) -> None:
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.2:{port}"  # a loopback address other than the default's
     proc = subprocess.Popen(
-        [sys.executable, "-m", "worker.cli", "console", "--port", str(port)],
+        [sys.executable, "-m", "worker.cli", "console", "--host", "127.0.0.2", "--port", str(port)],
         env=api_server.env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,

@@ -196,7 +196,12 @@ def test_numbers_are_masked_on_every_page_unless_a_numbers_user_asks_on_that_pag
         page.click("nav >> text=Overview")
         page.goto(f"{page.base}{path}")  # the next visit: masked again
         no_raw_number(page)
-    # The bind page with numbers shows the request's numbers and the DTO's X number.
+    # The dead letter's link to its bind works with the key masked (it names the entry).
+    page.goto(f"{page.base}/console/dlq/{entry.id}")
+    page.click("#bind-link")
+    assert page.locator("#bind-status").inner_text() == "dead_lettered"
+    no_raw_number(page)
+    # The bind page with numbers shows the request's numbers.
     page.goto(f"{page.base}/console/bind?entry={entry.id}&numbers=1")
     assert "13800000069" in page.content() and "13900000069" in page.content()
     # The audit page is masked for everyone: there is no toggle.

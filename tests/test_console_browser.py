@@ -150,7 +150,7 @@ def test_the_overview_updates_live_without_a_reload_when_a_worker_finishes_binds
     expect(outcomes).to_contain_text("succeeded: 3", timeout=15_000)
     assert page.evaluate("document.documentElement.dataset.loadedOnce") == "yes"
     assert page.locator("p.updated").inner_text() != updated
-    assert page.locator("#in-flight").inner_text() == "0"
+    expect(page.locator("#in-flight")).to_have_text("0", timeout=15_000)
 
 
 def binds_with_numbers(pipeline: Runtime) -> str:

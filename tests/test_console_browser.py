@@ -268,7 +268,10 @@ def test_on_call_rebinds_one_ambiguous_dead_letter_and_resolves_another_from_the
 
     # The first: no replay, only rebind (with the Expiration) or mark resolved.
     page.locator("tr.ambiguous", has_text="order-63").locator("a").first.click()
-    assert "ambiguous" in page.locator("p.warnbox").inner_text()
+    warn = page.locator("p.warnbox").inner_text()
+    assert "ambiguous" in warn
+    # Where on-call looks: the first copy's pool and send time, not the proof's RequestId.
+    assert f"in pool {entries['order-63'].pool} made around" in warn, warn
     assert page.locator("button[value=replay]").count() == 0
     rebind = page.locator("button[value=rebind]")
     until = when(entries["order-63"].request_expires_ms())

@@ -27,6 +27,7 @@ import uvicorn
 
 from tests.waiting import wait_until
 from worker.simulator import SimulatorConfig, create_app
+from worker.simulator.app import SERVER_OPTIONS
 from worker.simulator.config import Faults
 from worker.simulator.state import Simulator
 
@@ -87,6 +88,7 @@ class RunningSimulator:
             access_log=False,  # v1 URLs carry raw phone numbers
             lifespan="off",
             timeout_graceful_shutdown=1,
+            **SERVER_OPTIONS,  # the server stack `axb simulator` runs (httptools, uvloop)
         )
         self._server = _ThreadServer(config)
         self._thread = threading.Thread(

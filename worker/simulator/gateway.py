@@ -14,10 +14,11 @@ import hmac
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Literal
 
 from worker.simulator.config import ACTIONS
+from worker.simulator.validation import parse_datetime
 from worker.vendor import (
     API_VERSION,
     V3_ALGORITHM,
@@ -47,6 +48,7 @@ V1_COMMON = frozenset(
 # v3 headers that must be covered by the signature when they are sent.
 V3_MUST_SIGN = ("host", "x-acs-action", "x-acs-version", "x-acs-date", "x-acs-signature-nonce")
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+TIMESTAMP_FIELDS = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})Z")
 SIGNATURE_MISMATCH = "Specified signature is not matched with our calculation. server string to sign is:"
 
 # Gateway codes and their HTTP statuses (business codes travel as HTTP 200).
@@ -188,7 +190,7 @@ def authenticate(
     if call.access_key_id in inactive:
         raise GatewayError("InvalidAccessKeyId.Inactive")
     try:
-        signed_at = datetime.strptime(call.timestamp, TIMESTAMP_FORMAT).replace(tzinfo=UTC).timestamp()
+        signed_at = parse_datetime(call.timestamp, TIMESTAMP_FORMAT, TIMESTAMP_FIELDS, UTC).timestamp()
     except ValueError:
         raise GatewayError("InvalidTimeStamp.Format") from None
     if abs(now_s - signed_at) > tolerance_s:

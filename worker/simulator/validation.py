@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 
 CST = timezone(timedelta(hours=8), "CST")
 EXPIRATION_FORMAT = "%Y-%m-%d %H:%M:%S"
 _EXPIRATION_SHAPE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
+# The fields of a usual Expiration, for parse_datetime.
+EXPIRATION_FIELDS = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2}) ([0-9]{2}):([0-9]{2}):([0-9]{2})")
 _MOBILE = re.compile(r"^1[3-9]\d{9}$")
 _LANDLINE = re.compile(r"^0\d{9,11}$")
 CALL_RESTRICTS = frozenset({"CONTROL_AX_DISABLE", "CONTROL_BX_DISABLE", "CONTROL_CLEAR_DISABLE"})
@@ -51,12 +53,27 @@ def check_phone(params: Mapping[str, str], name: str) -> str:
     return value
 
 
+def parse_datetime(value: str, fmt: str, fields: re.Pattern[str], tz: tzinfo) -> datetime:
+    """``datetime.strptime(value, fmt)`` in ``tz``, raising ``ValueError`` as it does.
+
+    A value that ``fields`` (a pattern of fixed-width ASCII digit groups: year, month, day, hour,
+    minute, second) matches whole is built directly: strptime costs some 20 µs per call (locale
+    look-ups), once or twice per simulated call. ``datetime`` refuses the same out-of-range
+    fields as strptime does; anything of another shape goes through strptime itself.
+    """
+    m = fields.fullmatch(value)
+    if m is None:
+        return datetime.strptime(value, fmt).replace(tzinfo=tz)
+    year, month, day, hour, minute, second = map(int, m.groups())
+    return datetime(year, month, day, hour, minute, second, tzinfo=tz)
+
+
 def check_expiration(value: str, now: datetime, min_ahead_s: float) -> datetime:
     """Parse ``yyyy-MM-dd HH:mm:ss`` (UTC+8) and demand it lie more than ``min_ahead_s`` ahead."""
     if not _EXPIRATION_SHAPE.match(value):
         raise BusinessError(EXPIRE_DATE_ILLEGAL, "Expiration must be formatted yyyy-MM-dd HH:mm:ss")
     try:
-        expires = datetime.strptime(value, EXPIRATION_FORMAT).replace(tzinfo=CST)
+        expires = parse_datetime(value, EXPIRATION_FORMAT, EXPIRATION_FIELDS, CST)
     except ValueError:
         raise BusinessError(EXPIRE_DATE_ILLEGAL, "Expiration is not a valid date") from None
     if expires <= now + timedelta(seconds=min_ahead_s):

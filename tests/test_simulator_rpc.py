@@ -1,8 +1,8 @@
 """The simulator's hand-written RPC endpoint answers exactly what its Starlette route answered,
 and keeps its faults on the server stack it runs on (httptools, uvloop).
 
-The oracle is the Starlette route as it was before the endpoint was written by hand (copied
-below, unchanged but for names): both apps get the same requests, each with its own simulator
+The oracle is the Starlette route as it was before the endpoint was written by hand
+(``tests/simulator_rpc_oracle.py``): both apps get the same requests, each with its own simulator
 of the same configuration, and must send the same ASGI messages (status, headers in order,
 body) and keep the same ledger.
 """
@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import hashlib
 import itertools
-import json
 import socket
 import subprocess
 import sys
@@ -29,112 +28,25 @@ import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Message
 
 from tests.simulator_fixture import TEST_ACCESS_KEY_ID as AK
 from tests.simulator_fixture import TEST_ACCESS_KEY_SECRET as SECRET
 from tests.simulator_fixture import RunningSimulator, fixture_config
+from tests.simulator_rpc_oracle import oracle_app
 from tests.waiting import http_serving, wait_until
-from worker.simulator import SimulatedConnectionReset, Simulator, create_app
-from worker.simulator.answers import Answer
+from worker import vendor
+from worker.simulator import Simulator, create_app
 from worker.simulator.app import SERVER_OPTIONS
-from worker.simulator.gateway import TIMESTAMP_FIELDS, TIMESTAMP_FORMAT, IncomingRequest
+from worker.simulator.gateway import TIMESTAMP_FIELDS, TIMESTAMP_FORMAT
 from worker.simulator.rpc import decode_pairs
 from worker.simulator.validation import CST, EXPIRATION_FIELDS, EXPIRATION_FORMAT, parse_datetime
-from worker.vendor import (
-    API_VERSION,
-    V3_ALGORITHM,
-    sign_request,
-    utc_timestamp,
-    v3_canonical_request,
-    v3_signature,
-    v3_string_to_sign,
-)
+from worker.vendor import sign_request
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "simulator.test"
 POOL = "FC100000001"
 FIXED_NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
-
-# --- the oracle: the RPC route as a Starlette endpoint, before it was written by hand -----------
-
-_ORACLE_CYCLE = "oracle.cycle"
-_BAD_GATEWAY_PAGE = (
-    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
-    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>Tengine</center>\r\n</body>\r\n</html>\r\n"
-)
-
-
-class _OracleApp(Starlette):
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            scope[_ORACLE_CYCLE] = getattr(send, "__self__", None)
-        await super().__call__(scope, receive, send)
-
-
-class _OracleDrop(Response):
-    def __init__(self) -> None:
-        super().__init__(status_code=500)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if getattr(scope.get(_ORACLE_CYCLE), "transport", None) is None:
-            raise SimulatedConnectionReset("simulated connection reset")
-        raise AssertionError("the oracle runs in process only")
-
-
-def _oracle_pairs(raw: str) -> dict[str, str]:
-    return dict(parse_qsl(raw, keep_blank_values=True, encoding="utf-8"))
-
-
-async def _oracle_incoming(request: Request) -> IncomingRequest:
-    body = await request.body()
-    content_type = request.headers.get("content-type", "")
-    form: dict[str, str] = {}
-    if body and content_type.startswith("application/x-www-form-urlencoded"):
-        form = _oracle_pairs(body.decode("utf-8", errors="replace"))
-    merged: dict[str, list[str]] = {}
-    for name, value in request.headers.items():
-        merged.setdefault(name.lower(), []).append(value)
-    return IncomingRequest(
-        method=request.method,
-        path=request.url.path or "/",
-        query=_oracle_pairs(request.scope.get("query_string", b"").decode("latin-1")),
-        form=form,
-        headers={name: ",".join(values) for name, values in merged.items()},
-        body=body,
-    )
-
-
-async def _oracle_render(answer: Answer) -> Response:
-    if answer.html:
-        return HTMLResponse(_BAD_GATEWAY_PAGE, status_code=answer.status, headers=answer.headers)
-    if answer.post_fault == "reset":
-        return _OracleDrop()
-    body = answer.body or {}
-    raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-    if answer.post_fault == "truncated_json":
-        raw = raw[: max(1, len(raw) // 2)]
-    if answer.post_fault == "slow" and answer.slow_s > 0:
-        await asyncio.sleep(answer.slow_s)
-    headers = {"x-acs-request-id": str(body.get("RequestId", "")), **answer.headers}
-    return Response(
-        raw, status_code=answer.status, headers=headers, media_type="application/json;charset=utf-8"
-    )
-
-
-def oracle_app(sim: Simulator) -> Starlette:
-    async def api(request: Request) -> Response:
-        admission = sim.admit(await _oracle_incoming(request))
-        if admission.latency_s > 0:
-            await asyncio.sleep(admission.latency_s)
-        return await _oracle_render(sim.execute(admission))
-
-    return _OracleApp(routes=[Route("/", api, methods=["GET", "POST"])])
-
 
 # --- requests, and running them through an app in process ---------------------------------------
 
@@ -181,15 +93,17 @@ def v3_form_case(label: str, form: dict[str, str], chunks: int = 1) -> Case:
     headers = {
         "host": HOST,
         "x-acs-action": "BindAxb",
-        "x-acs-version": API_VERSION,
-        "x-acs-date": utc_timestamp(),
+        "x-acs-version": vendor.API_VERSION,
+        "x-acs-date": vendor.utc_timestamp(),
         "x-acs-signature-nonce": f"form-{next(_seq)}",
         "x-acs-content-sha256": hashlib.sha256(body).hexdigest(),
         "content-type": "application/x-www-form-urlencoded; charset=utf-8",
     }
-    canonical, names = v3_canonical_request("POST", "/", {}, headers, headers["x-acs-content-sha256"])
-    signature = v3_signature(v3_string_to_sign(canonical), SECRET)
-    headers["authorization"] = f"{V3_ALGORITHM} Credential={AK},SignedHeaders={names},Signature={signature}"
+    canonical, names = vendor.v3_canonical_request("POST", "/", {}, headers, headers["x-acs-content-sha256"])
+    signature = vendor.v3_signature(vendor.v3_string_to_sign(canonical), SECRET)
+    headers["authorization"] = (
+        f"{vendor.V3_ALGORITHM} Credential={AK},SignedHeaders={names},Signature={signature}"
+    )
     step = -(-len(body) // chunks)
     parts = [body[i : i + step] for i in range(0, len(body), step)]
     return Case(label, "POST", b"", [(k.encode(), v.encode()) for k, v in headers.items()], parts)

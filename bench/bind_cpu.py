@@ -10,11 +10,17 @@ task does (Celery's own consumer loop is left out, the same for both trees), and
 ``time.process_time()`` over the drain divided by the binds that succeeded. The trees take turns
 (old, new, old, new...), so that a loaded machine weighs on both alike. ``--spy`` records the
 drains of one tree under ``py-spy`` (``--gil``) and prints a summary (bench/hotspots.py).
+
+``--celery`` drains through the real thing instead: the tree's default ``axb worker`` command (one
+process per core, Celery's consumer loop, acks, the pump), started after the backlog is enqueued;
+its CPU (every process of the command, from ``/proc``) counts from its first take to the last
+stored result, divided by the binds. ``--latency-ms`` sets the simulator's latency.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -102,6 +108,104 @@ def _child(n: int, threads: int, batch: int, tag: str) -> dict[str, Any]:
     return {"binds": len(work), "succeeded": ok, "cpu_s": cpu_s, "wall_s": wall_s}
 
 
+def _celery_child(n: int, tag: str, options: list[str]) -> dict[str, Any]:
+    """Runs under the tree being measured: enqueue ``n`` binds, then drain them through that
+    tree's default ``axb worker`` command and read its CPU from /proc."""
+    from bench.harness import bind_requests, cpu_s, tree
+    from worker import keys as redis_keys
+    from worker.producer import enqueue_binds
+    from worker.runtime import get_runtime
+
+    rt = get_runtime()
+    result = enqueue_binds(bind_requests(n, tag))
+    work = [h.key for h in result.handles]
+    queue = rt.settings.queue
+    messages = rt.redis.llen(queue)
+    argv = [sys.executable, "-m", "worker.cli", "worker", *options]
+    log = Path(tempfile.gettempdir()) / f"bind-cpu-{tag}.log"
+    # The backlog waits aside until every process of the command has started: otherwise one
+    # process's start-up (about a second of CPU each) is counted while another already drains.
+    # (BIND_CPU_NO_HOLD=1: as bench/drains.py does, the backlog there from the start.)
+    hold = not os.environ.get("BIND_CPU_NO_HOLD")
+    held = f"{queue}.held"
+    if hold:
+        rt.redis.rename(queue, held)
+    with log.open("wb") as fh:
+        worker = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        idle_s = _wait_started(worker) if hold else 0.0
+        if hold:
+            rt.redis.rename(held, queue)
+        deadline = time.monotonic() + 120
+        while rt.redis.llen(queue) >= messages:
+            if time.monotonic() > deadline or worker.poll() is not None:
+                raise SystemExit(f"the worker took nothing (see {log})")
+            time.sleep(0.002)
+        c0, w0, s0 = cpu_s(tree(worker.pid)), time.monotonic(), _sys_s(tree(worker.pid))
+        remaining, ok = list(work), 0
+        while remaining:
+            pipe = rt.redis.pipeline(transaction=False)
+            for k in remaining:
+                pipe.hget(redis_keys.bind_record(k), "status")
+            statuses = [st.decode() if isinstance(st, bytes) else st for st in pipe.execute()]
+            ok += statuses.count("succeeded")
+            remaining = [
+                k
+                for k, st in zip(remaining, statuses, strict=True)
+                if st not in ("succeeded", "dead_lettered")
+            ]
+            if remaining:
+                if worker.poll() is not None or time.monotonic() - w0 > 600:
+                    raise SystemExit(f"the drain stalled at {len(remaining)} left (see {log})")
+                time.sleep(0.02)
+        cpu, wall = cpu_s(tree(worker.pid)) - c0, time.monotonic() - w0
+        sys_s = _sys_s(tree(worker.pid)) - s0
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(5)
+    return {
+        "binds": n,
+        "succeeded": ok,
+        "cpu_s": cpu,
+        "sys_s": sys_s,
+        "wall_s": wall,
+        "idle_cpu_per_s": idle_s,
+    }
+
+
+def _sys_s(pids: list[int]) -> float:
+    """System (kernel) CPU seconds of these processes."""
+    from bench.harness import CLK_TCK
+
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            total += int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[12])
+    return total / CLK_TCK
+
+
+def _wait_started(worker: subprocess.Popen[bytes], window_s: float = 0.5) -> float:
+    """Until the command's processes idle (two windows in a row under 10 % of one core's CPU:
+    every process has started and waits on the empty queue); their CPU per second while idle."""
+    from bench.harness import cpu_s, tree
+
+    deadline = time.monotonic() + 120
+    quiet, last = 0, cpu_s(tree(worker.pid))
+    time.sleep(1.0)
+    while quiet < 2:
+        if time.monotonic() > deadline or worker.poll() is not None:
+            raise SystemExit("the worker did not start")
+        time.sleep(window_s)
+        now = cpu_s(tree(worker.pid))
+        quiet, last, used = (quiet + 1 if now - last < 0.1 * window_s else 0), now, now - last
+    return used / window_s
+
+
 def _instructions(callgrind_out: Path) -> int:
     """Total instructions (Ir) of a callgrind output file (its ``totals:`` line)."""
     for line in callgrind_out.read_text().splitlines():
@@ -130,10 +234,22 @@ def main() -> int:
         "slow: use -n 200 --threads 1); CPU times are then meaningless",
     )
     p.add_argument("--spy", default="", help="NAME of a tree whose drains are recorded by py-spy")
+    p.add_argument(
+        "--celery", action="store_true", help="drain through the tree's default `axb worker` command"
+    )
+    p.add_argument("--latency-ms", type=float, default=0.0, help="the simulator's latency")
+    p.add_argument(
+        "--worker-options",
+        default="",
+        help='with --celery: options of `axb worker` (default none), e.g. "-c 8"',
+    )
     p.add_argument("--child", default="", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        print(json.dumps(_child(args.n, args.threads, args.batch, args.child)))
+        if args.celery:
+            print(json.dumps(_celery_child(args.n, args.child, args.worker_options.split())))
+        else:
+            print(json.dumps(_child(args.n, args.threads, args.batch, args.child)))
         return 0
 
     from bench.harness import Stack
@@ -146,7 +262,7 @@ def main() -> int:
     try:
         for rnd in range(args.rounds):
             for name, path in trees:
-                stack.fresh(latency_ms=0)
+                stack.fresh(latency_ms=args.latency_ms)
                 env = stack.env(
                     PYTHONPATH=str(Path(path).resolve()),
                     AXB_QUEUE="axb.bench.cpu",
@@ -156,6 +272,7 @@ def main() -> int:
                 # By file path: the child runs this script under the measured tree's packages.
                 child = [sys.executable, str(Path(__file__).resolve()), "--child", f"{name}{rnd}"]
                 child += ["-n", str(args.n), "--threads", str(args.threads), "--batch", str(args.batch)]
+                child += ["--celery", f"--worker-options={args.worker_options}"] if args.celery else []
                 child_argv = list(child)
                 if args.callgrind:
                     grind_out = out / f"callgrind-{name}-{rnd}.out"
@@ -181,12 +298,18 @@ def main() -> int:
                     res["ir"] = _instructions(grind_out)
                 results[name].append(res)
                 per = 1000 * res["cpu_s"] / max(1, res["succeeded"])
+                idle = (
+                    f", of which system {1000 * res['sys_s'] / max(1, res['succeeded']):.3f}, "
+                    f"idle {1000 * res['idle_cpu_per_s']:.0f} ms CPU/s"
+                    if "idle_cpu_per_s" in res
+                    else ""
+                )
                 if args.callgrind:
                     m_ir = res["ir"] / max(1, res["succeeded"]) / 1e6
                     print(f"round {rnd} {name:>6}: {m_ir:.3f} M instructions/bind")
                 print(
                     f"round {rnd} {name:>6}: {res['succeeded']}/{res['binds']} succeeded, "
-                    f"CPU {per:.3f} ms/bind, wall {res['wall_s']:.1f} s, load {os.getloadavg()[0]:.1f}",
+                    f"CPU {per:.3f} ms/bind, wall {res['wall_s']:.1f} s, load {os.getloadavg()[0]:.1f}{idle}",
                     flush=True,
                 )
     finally:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, Literal
 
 from worker.errors import is_account_level
@@ -70,14 +70,20 @@ def init_sentry(settings: Settings) -> bool:
     return True
 
 
-@contextmanager
-def key_scope(key: str) -> Iterator[None]:
+_NO_SCOPE = nullcontext()  # reusable: what key_scope gives without Sentry, no generator per key
+
+
+def key_scope(key: str) -> AbstractContextManager[None]:
     """Sentry scope of ONE key of a many-key message (``axb.bind_many``): it starts with no
     breadcrumbs and keeps its own, so an event (a dead letter, an error) tells only this key's
     story, not the keys worked on before it in the same task. A no-op without Sentry."""
     if not _state["enabled"]:
-        yield
-        return
+        return _NO_SCOPE
+    return _isolated_key_scope(key)
+
+
+@contextmanager
+def _isolated_key_scope(key: str) -> Iterator[None]:
     import sentry_sdk
 
     with sentry_sdk.isolation_scope() as scope:  # forks the current scope too

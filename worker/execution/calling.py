@@ -24,6 +24,16 @@ class Answer(NamedTuple, Generic[T]):
     latency_ms: float
 
 
+_latency: dict[tuple[str, str], Any] = {}  # VENDOR_LATENCY's children: the label lookup once each
+
+
+def _observe_latency(vendor_action: str, handling: str, latency_ms: float) -> None:
+    child = _latency.get((vendor_action, handling))
+    if child is None:
+        child = _latency[(vendor_action, handling)] = VENDOR_LATENCY.labels(vendor_action, handling)
+    child.observe(latency_ms / 1000)
+
+
 def timed_call(vendor_action: str, send: Callable[[], T]) -> Answer[T]:
     """Call the vendor once; the latency histogram is labelled with the outcome's handling."""
     started = time.monotonic()
@@ -31,10 +41,10 @@ def timed_call(vendor_action: str, send: Callable[[], T]) -> Answer[T]:
         response = send()
     except VendorError as err:
         latency_ms = (time.monotonic() - started) * 1000
-        VENDOR_LATENCY.labels(vendor_action, err.handling.value).observe(latency_ms / 1000)
+        _observe_latency(vendor_action, err.handling.value, latency_ms)
         return Answer(None, err, latency_ms)
     latency_ms = (time.monotonic() - started) * 1000
-    VENDOR_LATENCY.labels(vendor_action, "ok").observe(latency_ms / 1000)
+    _observe_latency(vendor_action, "ok", latency_ms)
     return Answer(response, None, latency_ms)
 
 

@@ -111,7 +111,7 @@ def _child(n: int, threads: int, batch: int, tag: str) -> dict[str, Any]:
 def _celery_child(n: int, tag: str, options: list[str]) -> dict[str, Any]:
     """Runs under the tree being measured: enqueue ``n`` binds, then drain them through that
     tree's default ``axb worker`` command and read its CPU from /proc."""
-    from bench.harness import bind_requests, cpu_s, tree
+    from bench.harness import bind_requests, cpu_s, tree, wait_idle
     from worker import keys as redis_keys
     from worker.producer import enqueue_binds
     from worker.runtime import get_runtime
@@ -133,7 +133,7 @@ def _celery_child(n: int, tag: str, options: list[str]) -> dict[str, Any]:
     with log.open("wb") as fh:
         worker = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        idle_s = _wait_started(worker) if hold else 0.0
+        idle_s = wait_idle(lambda: tree(worker.pid), lambda: worker.poll() is None) if hold else 0.0
         if hold:
             rt.redis.rename(held, queue)
         deadline = time.monotonic() + 120
@@ -187,23 +187,6 @@ def _sys_s(pids: list[int]) -> float:
         with contextlib.suppress(OSError, IndexError, ValueError):
             total += int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[12])
     return total / CLK_TCK
-
-
-def _wait_started(worker: subprocess.Popen[bytes], window_s: float = 0.5) -> float:
-    """Until the command's processes idle (two windows in a row under 10 % of one core's CPU:
-    every process has started and waits on the empty queue); their CPU per second while idle."""
-    from bench.harness import cpu_s, tree
-
-    deadline = time.monotonic() + 120
-    quiet, last = 0, cpu_s(tree(worker.pid))
-    time.sleep(1.0)
-    while quiet < 2:
-        if time.monotonic() > deadline or worker.poll() is not None:
-            raise SystemExit("the worker did not start")
-        time.sleep(window_s)
-        now = cpu_s(tree(worker.pid))
-        quiet, last, used = (quiet + 1 if now - last < 0.1 * window_s else 0), now, now - last
-    return used / window_s
 
 
 def _instructions(callgrind_out: Path) -> int:

@@ -1,7 +1,9 @@
 """Drain a backlog through one kind of worker and time it: ours, the naive SDK task, a no-op.
 
-Every drain works the same way: the backlog is enqueued *before* any worker runs; the clock
-starts when a worker first takes a message off the queue (worker start-up is not counted) and
+Every drain works the same way: the backlog is enqueued *before* any worker runs, and waits
+aside (renamed) until every worker process has started and idles (``Stack.start_held``), so no
+process's start-up CPU is counted; the clock starts when a worker first takes a message off
+the queue and
 stops at the last result, read from where each kind of worker stores it (ours: the record's
 ``succeeded_at``/``dead_lettered_at``; the naive task: Celery's ``date_done``; the no-op has no
 result, so the stop is when Redis holds no message for it, ready or unacknowledged, watched
@@ -258,7 +260,10 @@ def drain_ours(
     keys, enqueue_s = enqueue_ours(stack, bind_requests(n, tag))
     messages = stack.r.llen(OURS_QUEUE)  # bulk enqueues carry AXB_BATCH_SIZE keys per message
     stack.log(f"{label}: {n} binds enqueued in {enqueue_s:.1f} s ({messages} messages); draining")
-    workers = start_ours(stack, tag, processes=processes, concurrency=concurrency, pool=pool, **worker_kw)
+    workers = stack.start_held(
+        OURS_QUEUE,
+        lambda: start_ours(stack, tag, processes=processes, concurrency=concurrency, pool=pool, **worker_kw),
+    )
     with stack.running(workers):
         clock = _Clock(stack, workers)
         t0 = stack.wait_first_take(OURS_QUEUE, messages)
@@ -331,7 +336,9 @@ def drain_naive(
     stack.fresh(latency_ms=latency_ms)
     ids = enqueue_naive(bind_requests(n, tag))
     stack.log(f"{label}: {n} tasks enqueued; draining")
-    workers = start_naive(stack, tag, pool=pool, concurrency=concurrency)
+    workers = stack.start_held(
+        NAIVE_QUEUE, lambda: start_naive(stack, tag, pool=pool, concurrency=concurrency)
+    )
     with stack.running(workers):
         clock = _Clock(stack, workers)
         t0 = stack.wait_first_take(NAIVE_QUEUE, n)
@@ -385,27 +392,30 @@ def drain_noop(
         for i in range(n):
             noop_app.noop.apply_async(args=[f"noop-{i}"], producer=producer)
     stack.log(f"{label}: {n} tasks enqueued; draining")
-    workers = [
-        stack.spawn(
-            f"noop-{pool}-{i}",
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "bench.noop_app",
-                "worker",
-                "--pool",
-                pool,
-                "--concurrency",
-                str(concurrency),
-                "-n",
-                f"noop-{pool}-{i}@%h",
-            ],
-            env=stack.env(BENCH_NOOP_QUEUE=NOOP_QUEUE),
-        )
-        for i in range(processes)
-    ]
+    workers = stack.start_held(
+        NOOP_QUEUE,
+        lambda: [
+            stack.spawn(
+                f"noop-{pool}-{i}",
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "bench.noop_app",
+                    "worker",
+                    "--pool",
+                    pool,
+                    "--concurrency",
+                    str(concurrency),
+                    "-n",
+                    f"noop-{pool}-{i}@%h",
+                ],
+                env=stack.env(BENCH_NOOP_QUEUE=NOOP_QUEUE),
+            )
+            for i in range(processes)
+        ],
+    )
     with stack.running(workers):
         clock = _Clock(stack, workers)
         t0 = stack.wait_first_take(NOOP_QUEUE, n)

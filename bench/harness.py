@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -109,6 +109,23 @@ def cpu_s(pids: Sequence[int]) -> float:
         except (OSError, IndexError, ValueError):
             continue
     return total / CLK_TCK
+
+
+def wait_idle(
+    pids: Callable[[], list[int]], alive: Callable[[], bool], window_s: float = 0.5, timeout_s: float = 120
+) -> float:
+    """Until the processes idle (two windows in a row under 10 % of one core's CPU: every process
+    has started and waits on an empty queue); their CPU per second while idle."""
+    deadline = time.monotonic() + timeout_s
+    quiet, last, used = 0, cpu_s(pids()), 0.0
+    time.sleep(1.0)
+    while quiet < 2:
+        if time.monotonic() > deadline or not alive():
+            raise RuntimeError("the workers did not start (or never went idle)")
+        time.sleep(window_s)
+        now = cpu_s(pids())
+        quiet, last, used = (quiet + 1 if now - last < 0.1 * window_s else 0), now, now - last
+    return used / window_s
 
 
 # --- processes -----------------------------------------------------------------------------------
@@ -277,6 +294,22 @@ class Stack:
         return data
 
     # --- observation ----------------------------------------------------------------------------
+
+    def start_held(self, queue: str, start: Callable[[], list[Proc]]) -> list[Proc]:
+        """``start()`` the workers of a drain while its backlog on ``queue`` waits aside, and give
+        it back once every process has started and idles (:func:`wait_idle`): otherwise one
+        process's start-up (about a second of CPU each) is counted while another already drains."""
+        held = f"{queue}.held"
+        self.r.rename(queue, held)
+        try:
+            procs = start()
+            wait_idle(
+                lambda: [pid for p in procs for pid in p.pids()],
+                lambda: all(p.popen.poll() is None for p in procs),
+            )
+        finally:
+            self.r.rename(held, queue)
+        return procs
 
     def wait_first_take(self, queue: str, n: int, timeout_s: float = 90) -> float:
         """Wall time at which a worker first took a message off ``queue`` (which held ``n``)."""

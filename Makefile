@@ -22,11 +22,13 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # Two phases: most tests four at a time (they wait on workers and Redis more than they compute),
-# then the timing-sensitive ones (marked `serial` in tests/conftest.py) alone.
+# then the timing-sensitive ones (marked `serial` in tests/conftest.py) alone. worksteal: an idle
+# test process takes queued tests from a busy one, so a few long tests at the end do not leave
+# three processes waiting.
 test: $(STAMP)
 	$(BIN)/ruff check worker tasks tests
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q -n 4 -m "not serial"
+	$(BIN)/python -m pytest -q -n 4 --dist worksteal -m "not serial"
 	$(BIN)/python -m pytest -q -m serial
 
 demo: $(STAMP)

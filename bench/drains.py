@@ -299,24 +299,29 @@ def enqueue_naive(reqs: list[dict[str, str]]) -> list[str]:
     ]
 
 
+def celery_worker_argv(app: str, pool: str, concurrency: int, name: str) -> list[str]:
+    """A plain ``celery worker`` of a baseline app (the naive task, the no-op)."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        app,
+        "worker",
+        "--pool",
+        pool,
+        "--concurrency",
+        str(concurrency),
+        "-n",
+        f"{name}@%h",
+    ]
+
+
 def start_naive(stack: Stack, name: str, *, pool: str = "prefork", concurrency: int = 8) -> list[Proc]:
     return [
         stack.spawn(
             name,
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "bench.naive_app",
-                "worker",
-                "--pool",
-                pool,
-                "--concurrency",
-                str(concurrency),
-                "-n",
-                f"{name}@%h",
-            ],
+            celery_worker_argv("bench.naive_app", pool, concurrency, name),
             env=stack.env(BENCH_NAIVE_QUEUE=NAIVE_QUEUE),
         )
     ]
@@ -397,20 +402,7 @@ def drain_noop(
         lambda: [
             stack.spawn(
                 f"noop-{pool}-{i}",
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "bench.noop_app",
-                    "worker",
-                    "--pool",
-                    pool,
-                    "--concurrency",
-                    str(concurrency),
-                    "-n",
-                    f"noop-{pool}-{i}@%h",
-                ],
+                celery_worker_argv("bench.noop_app", pool, concurrency, f"noop-{pool}-{i}"),
                 env=stack.env(BENCH_NOOP_QUEUE=NOOP_QUEUE),
             )
             for i in range(processes)

@@ -118,10 +118,10 @@ class ScriptedServer:
             except OSError:
                 return
             t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            t.start()
-            with self._lock:
+            with self._lock:  # counted before it can answer: a test reads the count after the answer
                 self.connections += 1
                 self._threads.append(t)
+            t.start()
 
     def _next_step(self, head: bytes) -> Step:
         with self._lock:
@@ -159,7 +159,8 @@ class ScriptedServer:
         with self._lock:
             threads = list(self._threads)
         for t in threads:
-            t.join(5)
+            if t.ident is not None:  # started (close may run between counting and start)
+                t.join(5)
 
     def __enter__(self) -> ScriptedServer:
         return self

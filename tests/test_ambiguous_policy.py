@@ -85,6 +85,7 @@ def test_dead_letter_policy_lists_the_first_copy_and_marks_the_result(
         if d.key == "order-301"
     ]
     assert dl.first_copy["nonce"] == nonce
+    assert dl.as_dict()["first_copy"] == dl.first_copy  # what `axb dlq show` and the console print
     record_possible_orphan(
         pipeline.redis,
         key=dl.key,

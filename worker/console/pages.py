@@ -117,7 +117,6 @@ def dead_letter(request: Request, entry_id: str, sess: Sess) -> Response:
         sess,
         dl=masked(dl.as_dict(show_numbers=True), numbers),
         ambiguous=dl.code in NEEDS_FORCE,
-        first_copy=dl.first_copy,
         expires_ms=dl.request_expires_ms(),
         numbers=numbers,
     )

@@ -90,6 +90,8 @@ class DeadLetter:
             "request": self.request,
             "history": self.history,
         }
+        if self.first_copy:  # an ambiguous bind's first copy: where on-call looks for its binding
+            out["first_copy"] = self.first_copy
         if self.queue:
             out["queue"] = self.queue
         if self.raw:

@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -92,9 +93,10 @@ def _child(n: int, threads: int, batch: int, tag: str) -> dict[str, Any]:
     grind = bool(os.environ.get("BIND_CPU_CALLGRIND"))  # under valgrind: count the drain only
     if grind:
         subprocess.run(["callgrind_control", "-i", "on", str(os.getpid())], capture_output=True, check=True)
-    c0, w0 = time.process_time(), time.monotonic()
+    u0, c0, w0 = resource.getrusage(resource.RUSAGE_SELF), time.process_time(), time.monotonic()
     run(batches)
     cpu_s, wall_s = time.process_time() - c0, time.monotonic() - w0
+    u1 = resource.getrusage(resource.RUSAGE_SELF)
     if grind:
         subprocess.run(["callgrind_control", "-i", "off", str(os.getpid())], capture_output=True, check=True)
     if prof is not None:
@@ -105,7 +107,14 @@ def _child(n: int, threads: int, batch: int, tag: str) -> dict[str, Any]:
         spy.wait(60)
     done = rt.store.get_many(work)
     ok = sum(1 for r in done if r is not None and r.status == "succeeded")
-    return {"binds": len(work), "succeeded": ok, "cpu_s": cpu_s, "wall_s": wall_s}
+    return {
+        "binds": len(work),
+        "succeeded": ok,
+        "cpu_s": cpu_s,
+        "wall_s": wall_s,
+        "sys_s": u1.ru_stime - u0.ru_stime,
+        "switches": (u1.ru_nvcsw - u0.ru_nvcsw) + (u1.ru_nivcsw - u0.ru_nivcsw),
+    }
 
 
 def _celery_child(n: int, tag: str, options: list[str]) -> dict[str, Any]:
@@ -285,6 +294,9 @@ def main() -> int:
                     f", of which system {1000 * res['sys_s'] / max(1, res['succeeded']):.3f}, "
                     f"idle {1000 * res['idle_cpu_per_s']:.0f} ms CPU/s"
                     if "idle_cpu_per_s" in res
+                    else f", of which system {1000 * res['sys_s'] / max(1, res['succeeded']):.3f}, "
+                    f"{res['switches'] / max(1, res['succeeded']):.1f} context switches/bind"
+                    if "switches" in res
                     else ""
                 )
                 if args.callgrind:

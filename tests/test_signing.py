@@ -487,3 +487,25 @@ def test_a_signed_request_survives_a_json_round_trip_byte_for_byte(scheme: Any) 
     signed = sign({**BIND_AXB, **SPECIALS}, scheme)
     again = SignedRequest.from_json_dict(json.loads(json.dumps(signed.to_json_dict())))
     assert again == signed
+
+
+def test_nonces_are_32_hex_digits_and_a_forked_child_draws_its_own() -> None:
+    """A prefork child must not repeat its parent's nonces (the vendor would answer
+    SignatureNonceUsed to the second binding of the two)."""
+    import os
+
+    from worker.vendor.signing import new_nonce
+
+    nonces = {new_nonce() for _ in range(10_000)}
+    assert len(nonces) == 10_000 and all(re.fullmatch(r"[0-9a-f]{32}", n) for n in nonces)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next nonces, to the parent
+        os.write(write_end, " ".join(new_nonce() for _ in range(3)).encode())
+        os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    child = os.read(read_end, 4096).decode().split()
+    os.close(read_end)
+    parent = [new_nonce() for _ in range(3)]
+    assert len(child) == 3 and not set(child) & set(parent)

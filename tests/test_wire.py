@@ -266,3 +266,29 @@ def test_a_tls_handshake_that_never_completes_is_a_connect_timeout_not_sent(ca: 
             client.bind_axb(bind_request())
         assert info.value.sent is False
         server.stop.set()
+
+
+def test_read_timeouts_are_the_kernels_and_follow_the_request(ca: trustme.CA) -> None:
+    """Once connected, the socket is blocking and SO_RCVTIMEO times reads out (no poll before
+    each syscall): a silent server is a ReadTimeout after about the request's read timeout, over
+    HTTP and HTTPS alike, and a later request asking for another timeout gets it."""
+    trusting = ssl.create_default_context()
+    ca.configure_trust(trusting)
+    for tls in (None, tls_server(ca, "127.0.0.1")):
+        stop = threading.Event()
+        with ScriptedServer([send(OK), silent(stop)], tls=tls) as server:
+            transport = WireTransport(ssl_context=trusting)
+            try:
+                assert get(transport, server.url).status_code == 200
+                request = httpx.Request(
+                    "POST", server.url + "/", extensions={"timeout": {**TIMEOUTS, "read": 0.2}}
+                )
+                started = time.monotonic()
+                with pytest.raises(httpx.ReadTimeout):
+                    transport.handle_request(request)
+                waited_s = time.monotonic() - started
+                assert 0.15 <= waited_s < 2.0, waited_s
+                assert server.connections == 1  # the kept-alive connection carried both
+            finally:
+                stop.set()
+                transport.close()

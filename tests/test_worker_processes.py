@@ -157,3 +157,28 @@ def test_a_supervised_worker_process_that_exits_with_a_status_stops_the_command_
     )
     assert out.returncode not in (0, None)
     assert b"no-such-celery-option" in out.stdout + out.stderr
+
+
+def test_the_threads_of_a_worker_share_one_result_backend() -> None:
+    """Celery builds ``app.backend`` once per thread; the worker's start hands our tasks (which
+    ignore their results) the main thread's, so 32 task threads do not build 32 more."""
+    import threading
+
+    from worker.queue.celery_app import app, share_result_backend
+
+    app.loader.import_default_modules()  # the task modules, as a worker's start imports them
+    task = app.tasks["axb.bind_many"]
+    main = app.backend
+    seen: list[Any] = []
+
+    def look() -> None:
+        seen.append((app.backend, task.backend))
+
+    share_result_backend(app)
+    t = threading.Thread(target=look)
+    t.start()
+    t.join()
+    (thread_own, thread_task) = seen[0]
+    assert thread_own is not main  # Celery's own: one per thread
+    assert thread_task is main and task.backend is main  # ours: the one shared instance
+    assert all(app.tasks[name].backend is main for name in ("axb.bind", "axb.unbind", "axb.callback"))

@@ -33,7 +33,7 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from worker.errors import AxbError
-from worker.redis_client import AxbRedis
+from worker.redis_client import DRIVER_INFO, AxbRedis, KernelTimeoutConnection
 from worker.settings import Settings
 
 SENTINEL_PORT = 26379
@@ -182,9 +182,12 @@ def redis_client(
         "health_check_interval": 10,
         "retry": retry_policy(s),
         "decode_responses": decode_responses,
+        "driver_info": DRIVER_INFO,
     }
     if max_connections is not None:
         options["max_connections"] = max_connections
+    if urlsplit(s.redis_url.strip()).scheme.lower() == "redis":
+        options["connection_class"] = KernelTimeoutConnection  # plain TCP only: not TLS, Unix, Sentinel
     sentinel_timeout_s = min(socket_timeout_s, 2.0)
     client: redis.Redis = _connect(
         s, options, sentinel_class=Sentinel, client_class=AxbRedis, sentinel_timeout_s=sentinel_timeout_s

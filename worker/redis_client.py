@@ -7,6 +7,11 @@ wherever the command was sent; here it becomes :class:`worker.errors.RedisFullEr
 scripts and pipelines alike. The producer API raises it as is; the CLI prints it on one line
 (:mod:`worker.cli.errors`); a worker waits and tries again (the task puts the message back).
 
+Plain TCP connections keep their read and write timeouts in the kernel
+(:class:`KernelTimeoutConnection`, :mod:`worker.socket_timeouts`), and every connection of a
+process shares one :class:`~redis.driver_info.DriverInfo` (redis-py otherwise reads its own
+package metadata from disk for each new connection).
+
 Pipelines that run Lua scripts skip redis-py's ``SCRIPT EXISTS`` round trip (sent before every
 such pipeline): a script the server does not know answers ``NOSCRIPT`` without running, and only
 those commands are sent again once the scripts are loaded (:class:`AxbPipeline`).
@@ -14,13 +19,19 @@ those commands are sent again once the scripts are loaded (:class:`AxbPipeline`)
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import redis
 from redis.client import Pipeline
+from redis.connection import Connection
+from redis.driver_info import DriverInfo
 from redis.exceptions import NoScriptError
 
 from worker.errors import RedisFullError
+from worker.socket_timeouts import use_kernel_timeouts
+
+DRIVER_INFO = DriverInfo()  # one per process: building one reads redis-py's metadata from disk
 
 
 def translated(exc: redis.RedisError) -> redis.RedisError:
@@ -32,6 +43,20 @@ def translated(exc: redis.RedisError) -> redis.RedisError:
         full.__cause__ = exc
         return full
     return exc
+
+
+class KernelTimeoutConnection(Connection):
+    """redis-py's TCP connection, with ``socket_timeout`` kept by the kernel once connected: a
+    command is one ``send`` and one ``recv``, not a ``poll`` before each. A read that times out
+    fails as ``redis.ConnectionError`` ("Error while reading from socket: (11, ...)") instead of
+    ``redis.TimeoutError``; both are retried (:func:`worker.connections.retry_policy`) and the
+    connection is dropped either way. (``_connect`` is redis-py's hook for creating the socket.)"""
+
+    def _connect(self) -> socket.socket:
+        sock: socket.socket = super()._connect()  # type: ignore[no-untyped-call]
+        if self.socket_timeout:
+            use_kernel_timeouts(sock, self.socket_timeout, self.socket_timeout)
+        return sock
 
 
 class AxbPipeline(Pipeline):

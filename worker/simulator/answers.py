@@ -15,6 +15,7 @@ from typing import Any, Literal
 from worker.masking import mask_text
 from worker.simulator.config import Faults
 from worker.simulator.gateway import Call, GatewayError, gateway_status, is_gateway_code
+from worker.vendor.signing import new_nonce
 
 log = logging.getLogger("worker.simulator")
 
@@ -22,7 +23,9 @@ PostFault = Literal["reset", "truncated_json", "missing_dto", "slow"]
 
 
 def new_request_id() -> str:
-    return str(uuid.uuid4()).upper()
+    """A RequestId as the vendor writes one: an upper-case UUID (from the signing nonces'
+    generator: no syscall per answer)."""
+    return str(uuid.UUID(hex=new_nonce(), version=4)).upper()
 
 
 @dataclass

@@ -6,7 +6,11 @@ them, and failures raised as the httpx exceptions httpcore's would become:
 - a request head with CR, LF or NUL in a header or a name that is not a token:
   ``httpx.LocalProtocolError`` (nothing is sent);
 - a socket that times out: ``httpx.ReadTimeout`` / ``httpx.WriteTimeout``; any other socket
-  error (reset, TLS alert): ``httpx.ReadError`` / ``httpx.WriteError``;
+  error (reset, TLS alert): ``httpx.ReadError`` / ``httpx.WriteError``. The reader sets no
+  timeout itself: it reads the socket as its owner set it up. A timeout is Python's own
+  (``TimeoutError``) on a socket with ``settimeout``, or the kernel's (``SO_RCVTIMEO``: a
+  blocking socket's read gives up with ``EAGAIN``, ``BlockingIOError``, or on TLS
+  ``ssl.SSLWantReadError``), which :mod:`worker.vendor.wire` uses;
 - the peer closing before a whole response, a status line that is not ``HTTP/1.x NNN``, a
   header line without a colon, a bad ``Content-Length`` or chunk size, an unsupported
   ``Transfer-Encoding``, a head over 100 KiB: ``httpx.RemoteProtocolError``.
@@ -18,11 +22,12 @@ from __future__ import annotations
 
 import re
 import socket
+import ssl
 from dataclasses import dataclass
 
 import httpx
 
-__all__ = ["Answer", "Reader", "request_bytes"]
+__all__ = ["TIMED_OUT", "Answer", "Reader", "request_bytes"]
 
 MAX_HEAD_BYTES = 100 * 1024  # h11's max_incomplete_event_size, as httpcore sets it
 _RECV_BYTES = 64 * 1024
@@ -30,6 +35,10 @@ _TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
 _STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: ([^\r\n]*))?")
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?")
+
+# What a socket operation raises when its timeout ran out: Python's timeout, or the kernel's
+# (SO_RCVTIMEO / SO_SNDTIMEO on a blocking socket: EAGAIN; through TLS, OpenSSL's "want").
+TIMED_OUT = (TimeoutError, BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
 def request_bytes(request: httpx.Request) -> bytes:
@@ -75,11 +84,10 @@ class Reader:
         self.request = request
         self.rest = b""
 
-    def _more(self, timeout_s: float | None) -> bytes:
+    def _more(self) -> bytes:
         try:
-            self.sock.settimeout(timeout_s)
             return self.sock.recv(_RECV_BYTES)
-        except TimeoutError as exc:
+        except TIMED_OUT as exc:
             raise httpx.ReadTimeout(str(exc) or "timed out", request=self.request) from exc
         except OSError as exc:
             raise httpx.ReadError(str(exc), request=self.request) from exc
@@ -87,10 +95,11 @@ class Reader:
     def _cut(self, message: str) -> httpx.RemoteProtocolError:
         return httpx.RemoteProtocolError(message, request=self.request)
 
-    def answer(self, timeout_s: float | None, *, head_only: bool) -> Answer:
-        """The next final response (1xx answers skipped), its body read to the end."""
+    def answer(self, *, head_only: bool) -> Answer:
+        """The next final response (1xx answers skipped), its body read to the end (under the
+        socket's own read timeout)."""
         while True:
-            status, version, reason, headers, connection, framing = self._head(timeout_s)
+            status, version, reason, headers, connection, framing = self._head()
             if status >= 200:
                 break
             if status == 101:
@@ -99,17 +108,15 @@ class Reader:
         if head_only or status in (204, 304):
             body = b""
         elif framing == "chunked":
-            body = self._chunked(timeout_s)
+            body = self._chunked()
         elif framing is not None:
-            body = self._exactly(int(framing), timeout_s)
+            body = self._exactly(int(framing))
         else:  # no framing: the body ends when the server closes the connection
-            body = self._to_eof(timeout_s)
+            body = self._to_eof()
             keep = False
         return Answer(status, b"HTTP/1." + version, reason, headers, body, keep and not self.rest)
 
-    def _head(
-        self, timeout_s: float | None
-    ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]], bytes, str | None]:
+    def _head(self) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]], bytes, str | None]:
         buf = self.rest
         while True:
             end = _HEAD_END.search(buf)
@@ -117,7 +124,7 @@ class Reader:
                 break
             if len(buf) > MAX_HEAD_BYTES:
                 raise self._cut("Response head too large")
-            chunk = self._more(timeout_s)
+            chunk = self._more()
             if not chunk:
                 if buf:
                     raise self._cut("peer closed connection without sending complete message head")
@@ -167,10 +174,10 @@ class Reader:
             return connection, next(iter(lengths)).decode()
         return connection, None
 
-    def _exactly(self, length: int, timeout_s: float | None) -> bytes:
+    def _exactly(self, length: int) -> bytes:
         buf = self.rest
         while len(buf) < length:
-            chunk = self._more(timeout_s)
+            chunk = self._more()
             if not chunk:
                 raise self._cut(
                     "peer closed connection without sending complete message body: "
@@ -180,37 +187,37 @@ class Reader:
         self.rest = buf[length:]
         return buf[:length]
 
-    def _line(self, timeout_s: float | None) -> bytes:
+    def _line(self) -> bytes:
         buf = self.rest
         while (end := buf.find(b"\n")) < 0:
             if len(buf) > MAX_HEAD_BYTES:
                 raise self._cut("chunk line too large")
-            chunk = self._more(timeout_s)
+            chunk = self._more()
             if not chunk:
                 raise self._cut("peer closed connection without sending complete message body")
             buf += chunk
         self.rest = buf[end + 1 :]
         return buf[:end].rstrip(b"\r")
 
-    def _chunked(self, timeout_s: float | None) -> bytes:
+    def _chunked(self) -> bytes:
         parts: list[bytes] = []
         while True:
-            size = _CHUNK_SIZE.fullmatch(self._line(timeout_s))
+            size = _CHUNK_SIZE.fullmatch(self._line())
             if size is None:
                 raise self._cut("illegal chunk size")
             length = int(size.group(1), 16)
             if length == 0:
                 break
-            parts.append(self._exactly(length, timeout_s))
-            if self._line(timeout_s):
+            parts.append(self._exactly(length))
+            if self._line():
                 raise self._cut("chunk not followed by CRLF")
-        while self._line(timeout_s):  # trailers, up to the blank line
+        while self._line():  # trailers, up to the blank line
             pass
         return b"".join(parts)
 
-    def _to_eof(self, timeout_s: float | None) -> bytes:
+    def _to_eof(self) -> bytes:
         parts = [self.rest]
-        while chunk := self._more(timeout_s):
+        while chunk := self._more():
             parts.append(chunk)
         self.rest = b""
         return b"".join(parts)

@@ -15,8 +15,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
+import random
 import re
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -66,8 +67,23 @@ def utc_timestamp(now: datetime | None = None) -> str:
     return _as_utc(now).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# SignatureNonce must be unique (the vendor refuses a nonce it has seen: SignatureNonceUsed), not
+# secret: the HMAC over it is what an attacker cannot make. 128 bits from a generator seeded from
+# os.urandom, reseeded in a forked child (prefork workers must not share a sequence). uuid4()
+# read os.urandom for every nonce: a getrandom syscall per bind, which in a worker of many
+# threads hands the GIL to another thread (python -m bench.bind_cpu --threads 32).
+_nonces = random.Random()
+os.register_at_fork(after_in_child=_nonces.seed)
+
+
+# The fixed bits of a version-4 UUID (RFC 4122 section 4.4), as uuid.UUID(version=4) sets them.
+_UUID4_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))
+_UUID4_SET = (0x8000 << 48) | (4 << 76)
+
+
 def new_nonce() -> str:
-    return uuid.uuid4().hex
+    """A random version-4 UUID in 32 hex digits, as ``uuid.uuid4().hex`` (the SDKs' nonce)."""
+    return f"{_nonces.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET:032x}"
 
 
 # --- v1 ---------------------------------------------------------------------------------------

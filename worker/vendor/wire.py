@@ -28,8 +28,12 @@ What it keeps from httpcore, so that :func:`worker.vendor.client.map_transport_e
   rule needs the same signed request re-sent later, for the nonce proof, not a silent copy.
 
 Timeouts come from the request's ``timeout`` extension (``connect``, ``read``, ``write``), as
-httpx's client puts them there. One transport is one connection: give each thread its own
-(:class:`~worker.vendor.sender.ThreadSender` does); a transport shared by threads serialises them.
+httpx's client puts them there. Connecting runs under Python's socket timeout; once connected,
+a plain TCP socket's read and write timeouts are the kernel's (:mod:`worker.socket_timeouts`:
+no poll before each syscall), set once per connection and again only when a request asks for
+others; TLS sockets keep Python's. One transport is one connection:
+give each thread its own (:class:`~worker.vendor.sender.ThreadSender` does); a transport
+shared by threads serialises them.
 """
 
 from __future__ import annotations
@@ -41,11 +45,11 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import httpx
 
-from worker.vendor.http11 import Answer, Reader, request_bytes
+from worker.socket_timeouts import use_kernel_timeouts
+from worker.vendor.http11 import TIMED_OUT, Answer, Reader, request_bytes
 
 __all__ = ["WireTransport"]
 
@@ -54,7 +58,9 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class _Connection:
-    """One open socket to one origin."""
+    """One open socket to one origin. Plain TCP: blocking, with the kernel's read and write
+    timeouts. TLS: Python's timeout, set before the send and again before the read (CPython
+    retries a blocking TLS read that the kernel timed out, so SO_RCVTIMEO would never fire)."""
 
     def __init__(self, origin: tuple[str, str, int], sock: socket.socket) -> None:
         self.origin = origin
@@ -62,13 +68,41 @@ class _Connection:
         self.idle_since = time.monotonic()
         self._poll = select.poll()
         self._poll.register(sock, select.POLLIN)
+        self._tls = isinstance(sock, ssl.SSLSocket)
+        self._kernel_timeouts: tuple[float | None, float | None] | None = None
 
     def reusable(self, origin: tuple[str, str, int], now: float, expiry_s: float) -> bool:
         if origin != self.origin or now - self.idle_since > expiry_s:
             return False
-        if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+        if self._tls and self.sock.pending():  # type: ignore[attr-defined]
             return False
         return not self._poll.poll(0)  # readable while idle: closed by the server (or garbage)
+
+    def exchange(
+        self,
+        data: bytes,
+        request: httpx.Request,
+        *,
+        read_s: float | None,
+        write_s: float | None,
+        head_only: bool,
+    ) -> Answer:
+        """Send ``data``, read the answer: timeouts as the write and read timeouts say."""
+        sock = self.sock
+        if self._tls:
+            sock.settimeout(write_s)
+        elif self._kernel_timeouts != (read_s, write_s):
+            use_kernel_timeouts(sock, read_s, write_s)
+            self._kernel_timeouts = (read_s, write_s)
+        try:
+            sock.sendall(data)
+        except TIMED_OUT as exc:
+            raise httpx.WriteTimeout(str(exc) or "timed out", request=request) from exc
+        except OSError:
+            pass  # as httpcore: the server may have answered before closing; the read tells
+        if self._tls:
+            sock.settimeout(read_s)
+        return Reader(sock, request).answer(head_only=head_only)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):  # closing never matters more than the error at hand
@@ -138,7 +172,13 @@ class WireTransport(httpx.BaseTransport):
             if conn is None:
                 conn = self._connect(origin, timeouts.get("connect"), request)
             try:
-                answer = self._exchange(conn.sock, data, request, timeouts, head_only)
+                answer = conn.exchange(
+                    data,
+                    request,
+                    read_s=timeouts.get("read"),
+                    write_s=timeouts.get("write"),
+                    head_only=head_only,
+                )
             except BaseException:
                 conn.close()
                 raise
@@ -154,19 +194,6 @@ class WireTransport(httpx.BaseTransport):
             extensions={"http_version": answer.http_version, "reason_phrase": answer.reason},
             request=request,
         )
-
-    @staticmethod
-    def _exchange(
-        sock: socket.socket, data: bytes, request: httpx.Request, timeouts: dict[str, Any], head_only: bool
-    ) -> Answer:
-        try:
-            sock.settimeout(timeouts.get("write"))
-            sock.sendall(data)
-        except TimeoutError as exc:
-            raise httpx.WriteTimeout(str(exc) or "timed out", request=request) from exc
-        except OSError:
-            pass  # as httpcore: the server may have answered before closing; the read tells
-        return Reader(sock, request).answer(timeouts.get("read"), head_only=head_only)
 
     def close(self) -> None:
         conn, self._conn = self._conn, None

@@ -114,17 +114,24 @@ def cpu_s(pids: Sequence[int]) -> float:
 def wait_idle(
     pids: Callable[[], list[int]], alive: Callable[[], bool], window_s: float = 0.5, timeout_s: float = 120
 ) -> float:
-    """Until the processes idle (two windows in a row under 10 % of one core's CPU: every process
-    has started and waits on an empty queue); their CPU per second while idle."""
+    """Until the processes idle (two windows in a row under 10 % of one core's CPU per process:
+    every process has started and waits on an empty queue; one still starting uses most of a
+    core); their CPU per second while idle. (An idle ``axb worker`` process polls its delay
+    queue and watchdog: about 6 % of a core here, so a bound for all processes together would
+    not hold for two or more.)"""
     deadline = time.monotonic() + timeout_s
     quiet, last, used = 0, cpu_s(pids()), 0.0
     time.sleep(1.0)
     while quiet < 2:
         if time.monotonic() > deadline or not alive():
-            raise RuntimeError("the workers did not start (or never went idle)")
+            raise RuntimeError(
+                f"the workers did not start (or never went idle: {used / window_s:.2f} of a core "
+                f"in the last {window_s:g} s, over {len(pids())} processes)"
+            )
         time.sleep(window_s)
         now = cpu_s(pids())
-        quiet, last, used = (quiet + 1 if now - last < 0.1 * window_s else 0), now, now - last
+        bound = 0.1 * window_s * max(1, len(pids()))
+        quiet, last, used = (quiet + 1 if now - last < bound else 0), now, now - last
     return used / window_s
 
 
@@ -301,12 +308,17 @@ class Stack:
         process's start-up (about a second of CPU each) is counted while another already drains."""
         held = f"{queue}.held"
         self.r.rename(queue, held)
+        procs: list[Proc] = []
         try:
             procs = start()
             wait_idle(
                 lambda: [pid for p in procs for pid in p.pids()],
                 lambda: all(p.popen.poll() is None for p in procs),
             )
+        except BaseException:
+            for p in procs:  # never left running into the next scenario
+                self.stop(p)
+            raise
         finally:
             self.r.rename(held, queue)
         return procs

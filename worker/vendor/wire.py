@@ -31,9 +31,8 @@ Timeouts come from the request's ``timeout`` extension (``connect``, ``read``, `
 httpx's client puts them there. Connecting runs under Python's socket timeout; once connected,
 a plain TCP socket's read and write timeouts are the kernel's (:mod:`worker.socket_timeouts`:
 no poll before each syscall), set once per connection and again only when a request asks for
-others; TLS sockets keep Python's. One transport is one connection:
-give each thread its own (:class:`~worker.vendor.sender.ThreadSender` does); a transport
-shared by threads serialises them.
+others; TLS sockets keep Python's. One transport is one connection: give each thread its own
+(:class:`~worker.vendor.sender.ThreadSender` does); a transport shared by threads serialises them.
 """
 
 from __future__ import annotations

@@ -164,6 +164,36 @@ def test_redis_restarted_and_connections_killed_mid_batch_lose_nothing(
     assert more.check().lost == 0
 
 
+def test_a_redis_that_hangs_past_the_socket_timeout_mid_batch_loses_nothing(
+    chaos: Runtime, simulator: Any, tmp_path: Path, redis_server: Any
+) -> None:
+    """Redis stops answering (SIGSTOP: no RST, no FIN, as in a partition or a stalled host) for
+    longer than the clients' 10 s socket timeout, then comes back: reads time out (in the kernel,
+    on redis:// connections), commands are retried, the worker stays up, nothing is lost."""
+    import os
+
+    run = ChaosRun(chaos, simulator, batch_size(300), f"hang-{uuid.uuid4().hex[:4]}")
+    worker = WorkerProcess(axb_env(), "-c", "8", "-l", "INFO", log_path=tmp_path / "w.log").start()
+    redis_pid = redis_server.proc.pid
+    try:
+        run.enqueue(expiration())
+        wait_until(lambda: run.unfinished() < run.n * 0.8, timeout=60)
+        os.kill(redis_pid, signal.SIGSTOP)
+        try:
+            time.sleep(12)
+        finally:
+            os.kill(redis_pid, signal.SIGCONT)
+        resumed = time.monotonic()
+        recover = run.wait(budget(120, run.n), since=resumed)
+        assert recover is not None, run.diagnose()
+        assert worker.proc is not None and worker.proc.poll() is None, "the worker exited"
+    finally:
+        worker.stop()
+    rep = run.check(recover)
+    print(rep.row("Redis hung 12 s (SIGSTOP)"))
+    assert rep.lost == 0 and rep.silent_duplicates == 0 and rep.duplicated == 0
+
+
 def test_a_poison_message_is_dead_lettered_after_a_few_deliveries(
     pipeline: Runtime, simulator: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

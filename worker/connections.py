@@ -33,7 +33,7 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from worker.errors import AxbError
-from worker.redis_client import DRIVER_INFO, AxbRedis, KernelTimeoutConnection
+from worker.redis_client import AxbRedis, KernelTimeoutConnection, shared_driver_info
 from worker.settings import Settings
 
 SENTINEL_PORT = 26379
@@ -182,7 +182,7 @@ def redis_client(
         "health_check_interval": 10,
         "retry": retry_policy(s),
         "decode_responses": decode_responses,
-        "driver_info": DRIVER_INFO,
+        "driver_info": shared_driver_info(),
     }
     if max_connections is not None:
         options["max_connections"] = max_connections

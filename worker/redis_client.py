@@ -19,6 +19,7 @@ those commands are sent again once the scripts are loaded (:class:`AxbPipeline`)
 
 from __future__ import annotations
 
+import functools
 import socket
 from typing import Any
 
@@ -31,7 +32,12 @@ from redis.exceptions import NoScriptError
 from worker.errors import RedisFullError
 from worker.socket_timeouts import use_kernel_timeouts
 
-DRIVER_INFO = DriverInfo()  # one per process: building one reads redis-py's metadata from disk
+
+@functools.cache
+def shared_driver_info() -> DriverInfo:
+    """The process's one ``DriverInfo``, built at the first client (building one reads redis-py's
+    package metadata from disk, about 3 ms: not for every connection, nor at import)."""
+    return DriverInfo()
 
 
 def translated(exc: redis.RedisError) -> redis.RedisError:

@@ -25,7 +25,7 @@ PostFault = Literal["reset", "truncated_json", "missing_dto", "slow"]
 def new_request_id() -> str:
     """A RequestId as the vendor writes one: an upper-case UUID (from the signing nonces'
     generator: no syscall per answer)."""
-    return str(uuid.UUID(hex=new_nonce(), version=4)).upper()
+    return str(uuid.UUID(hex=new_nonce())).upper()
 
 
 @dataclass

@@ -8,9 +8,9 @@ them, and failures raised as the httpx exceptions httpcore's would become:
 - a socket that times out: ``httpx.ReadTimeout`` / ``httpx.WriteTimeout``; any other socket
   error (reset, TLS alert): ``httpx.ReadError`` / ``httpx.WriteError``. The reader sets no
   timeout itself: it reads the socket as its owner set it up. A timeout is Python's own
-  (``TimeoutError``) on a socket with ``settimeout``, or the kernel's (``SO_RCVTIMEO``: a
-  blocking socket's read gives up with ``EAGAIN``, ``BlockingIOError``, or on TLS
-  ``ssl.SSLWantReadError``), which :mod:`worker.vendor.wire` uses;
+  (``TimeoutError``) on a socket with ``settimeout`` (TLS, in :mod:`worker.vendor.wire`), or the
+  kernel's on a blocking plain socket (``SO_RCVTIMEO``: the read gives up with ``EAGAIN``,
+  ``BlockingIOError``); a non-blocking TLS socket says ``ssl.SSLWantReadError``;
 - the peer closing before a whole response, a status line that is not ``HTTP/1.x NNN``, a
   header line without a colon, a bad ``Content-Length`` or chunk size, an unsupported
   ``Transfer-Encoding``, a head over 100 KiB: ``httpx.RemoteProtocolError``.
@@ -36,8 +36,8 @@ _STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: ([^\r\n]*))?")
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?")
 
-# What a socket operation raises when its timeout ran out: Python's timeout, or the kernel's
-# (SO_RCVTIMEO / SO_SNDTIMEO on a blocking socket: EAGAIN; through TLS, OpenSSL's "want").
+# What a socket operation raises when its timeout ran out: Python's timeout, the kernel's
+# (SO_RCVTIMEO / SO_SNDTIMEO on a blocking socket: EAGAIN), or a non-blocking TLS socket's "want".
 TIMED_OUT = (TimeoutError, BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 

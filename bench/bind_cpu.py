@@ -120,6 +120,7 @@ def _child(n: int, threads: int, batch: int, tag: str) -> dict[str, Any]:
 def _celery_child(n: int, tag: str, options: list[str]) -> dict[str, Any]:
     """Runs under the tree being measured: enqueue ``n`` binds, then drain them through that
     tree's default ``axb worker`` command and read its CPU from /proc."""
+    from bench.drains import messages_left
     from bench.harness import bind_requests, cpu_s, tree, wait_idle
     from worker import keys as redis_keys
     from worker.producer import enqueue_binds
@@ -150,7 +151,14 @@ def _celery_child(n: int, tag: str, options: list[str]) -> dict[str, Any]:
             if time.monotonic() > deadline or worker.poll() is not None:
                 raise SystemExit(f"the worker took nothing (see {log})")
             time.sleep(0.002)
-        c0, w0, s0 = cpu_s(tree(worker.pid)), time.monotonic(), _sys_s(tree(worker.pid))
+        pids = tree(worker.pid)
+        c0, w0, s0 = cpu_s(pids), time.monotonic(), _sys_s(pids)
+        # The queue's counts while messages remain, every key's status only after (as the
+        # throughput drains do: polling each key every 20 ms loaded the machine being measured).
+        while messages_left(rt.redis, queue) > 0:
+            if worker.poll() is not None or time.monotonic() - w0 > 600:
+                raise SystemExit(f"the drain stalled with messages left (see {log})")
+            time.sleep(0.02)
         remaining, ok = list(work), 0
         while remaining:
             pipe = rt.redis.pipeline(transaction=False)
@@ -167,8 +175,9 @@ def _celery_child(n: int, tag: str, options: list[str]) -> dict[str, Any]:
                 if worker.poll() is not None or time.monotonic() - w0 > 600:
                     raise SystemExit(f"the drain stalled at {len(remaining)} left (see {log})")
                 time.sleep(0.02)
-        cpu, wall = cpu_s(tree(worker.pid)) - c0, time.monotonic() - w0
-        sys_s = _sys_s(tree(worker.pid)) - s0
+        pids = tree(worker.pid)
+        cpu, wall = cpu_s(pids) - c0, time.monotonic() - w0
+        sys_s = _sys_s(pids) - s0
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(worker.pid, signal.SIGTERM)
@@ -290,15 +299,12 @@ def main() -> int:
                     res["ir"] = _instructions(grind_out)
                 results[name].append(res)
                 per = 1000 * res["cpu_s"] / max(1, res["succeeded"])
-                idle = (
-                    f", of which system {1000 * res['sys_s'] / max(1, res['succeeded']):.3f}, "
-                    f"idle {1000 * res['idle_cpu_per_s']:.0f} ms CPU/s"
-                    if "idle_cpu_per_s" in res
-                    else f", of which system {1000 * res['sys_s'] / max(1, res['succeeded']):.3f}, "
-                    f"{res['switches'] / max(1, res['succeeded']):.1f} context switches/bind"
-                    if "switches" in res
-                    else ""
-                )
+                binds = max(1, res["succeeded"])
+                idle = f", of which system {1000 * res['sys_s'] / binds:.3f}" if "sys_s" in res else ""
+                if "idle_cpu_per_s" in res:
+                    idle += f", idle {1000 * res['idle_cpu_per_s']:.0f} ms CPU/s"
+                elif "switches" in res:
+                    idle += f", {res['switches'] / binds:.1f} context switches/bind"
                 if args.callgrind:
                     m_ir = res["ir"] / max(1, res["succeeded"]) / 1e6
                     print(f"round {rnd} {name:>6}: {m_ir:.3f} M instructions/bind")

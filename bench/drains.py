@@ -217,10 +217,10 @@ def check_progress(
         raise Stalled(f"{what}: no progress for {stall_s:.0f} s at {done}/{total} (see bench/_out/logs/)")
 
 
-def _messages_left(stack: Stack, queue: str) -> int:
+def messages_left(r: Any, queue: str) -> int:
     """Messages in ``queue`` plus those taken and not yet acknowledged (kombu's ``unacked`` hash;
-    a late-acked message is acknowledged when its task returns)."""
-    pipe = stack.r.pipeline(transaction=False)
+    a late-acked message is acknowledged when its task returns), read through client ``r``."""
+    pipe = r.pipeline(transaction=False)
     pipe.llen(queue)
     pipe.hlen("unacked")
     ready, unacked = pipe.execute()
@@ -240,14 +240,13 @@ def wait_terminal(
 
     ``queue``: the broker queue the keys' messages wait in. While it holds any, or any is taken
     and not acknowledged, only those counts are polled (the progress, in messages), and every
-    key's status only then. Polling
-    each remaining key twice a second cost the measured machine about three HGETs per bind (in
-    the bench process and in Redis) during a throughput drain, which the no-op's drain, polling
-    two lengths, did not carry."""
+    key's status only then. Polling each remaining key twice a second cost the measured machine
+    about three HGETs per bind (in the bench process and in Redis) during a throughput drain,
+    which the no-op's drain, polling the same two counts, did not carry."""
     remaining = list(keys)
     state: dict[str, float] = {}
     if queue is not None:
-        while (waiting := _messages_left(stack, queue)) > 0:
+        while (waiting := messages_left(stack.r, queue)) > 0:
             check_progress(-waiting, len(keys), state, stall_s, "messages", workers)
             time.sleep(poll_s)
         state.clear()
@@ -446,14 +445,8 @@ def drain_noop(
         t0 = stack.wait_first_take(NOOP_QUEUE, n)
         clock.start()
         state: dict[str, float] = {}
-        while True:
-            pipe = stack.r.pipeline(transaction=False)
-            pipe.llen(NOOP_QUEUE)
-            pipe.hlen("unacked")
-            ready, unacked = pipe.execute()
-            if ready == unacked == 0:
-                break
-            check_progress(n - ready - unacked, n, state, stall_s, "no-op tasks", workers)
+        while (left := messages_left(stack.r, NOOP_QUEUE)) > 0:
+            check_progress(n - left, n, state, stall_s, "no-op tasks", workers)
             time.sleep(0.005)
         end = time.time()
         w_cpu, s_cpu, r_cpu = clock.stop()

@@ -120,17 +120,19 @@ def wait_idle(
     queue and watchdog: about 6 % of a core here, so a bound for all processes together would
     not hold for two or more.)"""
     deadline = time.monotonic() + timeout_s
-    quiet, last, used = 0, cpu_s(pids()), 0.0
+    procs = pids()
+    quiet, last, used = 0, cpu_s(procs), 0.0
     time.sleep(1.0)
     while quiet < 2:
         if time.monotonic() > deadline or not alive():
             raise RuntimeError(
                 f"the workers did not start (or never went idle: {used / window_s:.2f} of a core "
-                f"in the last {window_s:g} s, over {len(pids())} processes)"
+                f"in the last {window_s:g} s, over {len(procs)} processes)"
             )
         time.sleep(window_s)
-        now = cpu_s(pids())
-        bound = 0.1 * window_s * max(1, len(pids()))
+        procs = pids()
+        now = cpu_s(procs)
+        bound = 0.1 * window_s * max(1, len(procs))
         quiet, last, used = (quiet + 1 if now - last < bound else 0), now, now - last
     return used / window_s
 
